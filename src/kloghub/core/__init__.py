@@ -1,0 +1,25 @@
+"""Core types: events, batches, acknowledgements, the component lifecycle, errors.
+
+This layer imports no framework; everything else builds on it.
+"""
+
+from kloghub.core._errors import ConfigError, KloghubError, PermanentError, RetryableError
+from kloghub.core._event import Batch, Event
+from kloghub.core._finalize import Delivery, Finalizer, OffsetTracker
+from kloghub.core._lifecycle import Component, Service, State, Supervisor
+
+__all__ = [
+    "Batch",
+    "Component",
+    "ConfigError",
+    "Delivery",
+    "Event",
+    "Finalizer",
+    "KloghubError",
+    "OffsetTracker",
+    "PermanentError",
+    "RetryableError",
+    "Service",
+    "State",
+    "Supervisor",
+]

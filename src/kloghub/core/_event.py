@@ -1,0 +1,77 @@
+"""The event and the batch: what flows from sources to outputs.
+
+An event's ``record`` uses Fluent Bit's kubernetes layout (``log``, ``stream``, ``time``,
+``kubernetes{...}``, plus ``kloghub{...}``) so that the same records cross the Forward
+protocol unchanged. Events are plain slotted objects; the hot path never copies them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from kloghub.core._finalize import Delivery, Finalizer
+
+__all__ = ["Batch", "Event"]
+
+
+class Event:
+    """One log record on its way through the pipeline."""
+
+    __slots__ = ("finalizer", "record", "size", "tag", "time_ns")
+
+    def __init__(
+        self,
+        tag: str,
+        time_ns: int,
+        record: dict[str, Any],
+        finalizer: Finalizer | None = None,
+        size: int = 0,
+    ) -> None:
+        self.tag = tag
+        """Routing tag: ``kube.<ns>.<pod>.<container>``, ``node.<file>`` or ``audit``."""
+        self.time_ns = time_ns
+        """Event time in nanoseconds since the epoch (from the log line where it has one)."""
+        self.record = record
+        self.finalizer = finalizer
+        """Settled once the next hop has the event; shared with the events of one read."""
+        self.size = size
+        """Approximate size in bytes, for buffer and batch accounting."""
+
+    def __repr__(self) -> str:
+        return f"Event(tag={self.tag!r}, time_ns={self.time_ns}, record={self.record!r})"
+
+
+class Batch:
+    """Events that travel together and are settled together."""
+
+    __slots__ = ("events", "size")
+
+    def __init__(self, events: Iterable[Event] = ()) -> None:
+        self.events: list[Event] = list(events)
+        self.size = sum(e.size for e in self.events)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events)
+
+    def append(self, event: Event) -> None:
+        self.events.append(event)
+        self.size += event.size
+
+    def settle(self, status: Delivery = Delivery.DELIVERED) -> None:
+        """Settle every event of the batch, calling each distinct finalizer once."""
+        counts: dict[int, list[Any]] = {}
+        for event in self.events:
+            fin = event.finalizer
+            if fin is None:
+                continue
+            entry = counts.get(id(fin))
+            if entry is None:
+                counts[id(fin)] = [fin, 1]
+            else:
+                entry[1] += 1
+        for fin, count in counts.values():
+            fin.settle(status, count)
