@@ -1,0 +1,67 @@
+"""Configuration: one model per component, layered sources, crawl/walk/run presets.
+
+``load()`` gives the effective :class:`Settings`; ``dump()`` prints it with secrets masked.
+"""
+
+from kloghub.config._loader import LEVELS, Level, Settings, dump, load, load_preset
+from kloghub.config._models import (
+    AgentConfig,
+    AuditSource,
+    BufferConfig,
+    CollectorConfig,
+    ContainerSource,
+    DetectionsConfig,
+    EnrichmentConfig,
+    FiltersConfig,
+    ListenerConfig,
+    MultilineConfig,
+    NodeSource,
+    NormalizerConfig,
+    OutputConfig,
+    ParsersConfig,
+    QueueConfig,
+    RedactionConfig,
+    RetryConfig,
+    SearchConfig,
+    SinkConfig,
+    SourcesConfig,
+    TLSConfig,
+    UserCredential,
+)
+from kloghub.config._types import Duration, HostPort, Size, parse_duration, parse_hostport
+
+__all__ = [
+    "LEVELS",
+    "AgentConfig",
+    "AuditSource",
+    "BufferConfig",
+    "CollectorConfig",
+    "ContainerSource",
+    "DetectionsConfig",
+    "Duration",
+    "EnrichmentConfig",
+    "FiltersConfig",
+    "HostPort",
+    "Level",
+    "ListenerConfig",
+    "MultilineConfig",
+    "NodeSource",
+    "NormalizerConfig",
+    "OutputConfig",
+    "ParsersConfig",
+    "QueueConfig",
+    "RedactionConfig",
+    "RetryConfig",
+    "SearchConfig",
+    "Settings",
+    "SinkConfig",
+    "Size",
+    "SourcesConfig",
+    "TLSConfig",
+    "UserCredential",
+    "dump",
+    "load",
+    "load_preset",
+    "parse_duration",
+    "parse_hostport",
+]

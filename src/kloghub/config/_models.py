@@ -1,0 +1,440 @@
+"""The configuration models: one per component, the user-facing documentation of each key.
+
+Every model refuses unknown keys. Sizes take units (``256MiB``), durations take units
+(``30s``, ``10m``). Secrets are ``SecretStr``: they print as ``**********``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, get_args
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from kloghub.config._types import (
+    OUTPUT_SCHEMES,
+    SINK_SCHEMES,
+    Duration,
+    HostPort,
+    Model,
+    Size,
+    check_url,
+)
+
+__all__ = [
+    "AgentConfig",
+    "AuditSource",
+    "BufferConfig",
+    "CollectorConfig",
+    "ContainerSource",
+    "DetectionsConfig",
+    "EnrichmentConfig",
+    "FiltersConfig",
+    "ListenerConfig",
+    "MultilineConfig",
+    "NodeSource",
+    "NormalizerConfig",
+    "OutputConfig",
+    "ParsersConfig",
+    "QueueConfig",
+    "RedactionConfig",
+    "RetryConfig",
+    "SearchConfig",
+    "SinkConfig",
+    "SourcesConfig",
+    "TLSConfig",
+    "UserCredential",
+]
+
+Level = Literal["crawl", "walk", "run"]
+WhenFull = Literal["block", "drop_oldest"]
+ReadFrom = Literal["head", "tail"]
+MultilineRule = Literal["java", "python", "go"]
+SecretKind = Literal["bearer_token", "jwt", "aws_access_key", "url_password", "key_value_secret"]
+
+
+# --------------------------------------------------------------------------- shared
+
+
+class TLSConfig(Model):
+    """TLS settings; certificates come from files (mounted Secrets in the chart)."""
+
+    enabled: bool = False
+    """Use TLS (implied by a ``+tls``/``+https`` URL scheme)."""
+    ca_file: Path | None = None
+    """CA bundle that signs the peer's certificate; the system store when unset."""
+    cert_file: Path | None = None
+    """Own certificate, for mutual TLS."""
+    key_file: Path | None = None
+    """Private key of ``cert_file``."""
+    verify: bool = True
+    """Verify the peer's certificate and host name. Turn off only for tests."""
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TLSConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class RetryConfig(Model):
+    """Exponential backoff with full jitter between attempts (tenacity)."""
+
+    initial_backoff: Duration = 0.5
+    """First wait after a failure."""
+    max_backoff: Duration = 60.0
+    """Upper bound of any wait (a server's Retry-After is honoured up to this)."""
+    max_attempts: int | None = Field(default=None, ge=1)
+    """Give up after this many attempts; unset = retry forever (the default: nothing is lost)."""
+
+
+class QueueConfig(Model):
+    """A bounded disk queue in front of a sink or an output."""
+
+    max_bytes: Size = Size(1024 * 1024 * 1024)
+    """Upper bound on the bytes the queue keeps on disk."""
+    segment_bytes: Size = Size(8 * 1024 * 1024)
+    """Size of one segment file; a segment is deleted once all its events are delivered."""
+    when_full: WhenFull = "block"
+    """``block``: apply back-pressure (agents stop reading); ``drop_oldest``: drop and count."""
+
+
+# --------------------------------------------------------------------------- agent
+
+
+class ContainerSource(Model):
+    """Container logs written by the kubelet (CRI or docker json-file)."""
+
+    enabled: bool = True
+    paths: list[str] = Field(default_factory=lambda: ["/var/log/pods/*/*/*.log"])
+    """Globs of files to tail. ``/var/log/containers/*.log`` symlinks are resolved."""
+    exclude: list[str] = Field(default_factory=list)
+    """Globs of files never to tail."""
+    format: Literal["auto", "cri", "docker"] = "auto"
+    """Line format; ``auto`` detects it per file."""
+    read_from: ReadFrom = "head"
+    """Where to start in a file seen for the first time."""
+
+
+class NodeSource(Model):
+    """Plain-text node logs (syslog, kubelet, containerd)."""
+
+    enabled: bool = False
+    paths: list[str] = Field(
+        default_factory=lambda: ["/var/log/syslog", "/var/log/messages", "/var/log/kubelet.log"]
+    )
+    exclude: list[str] = Field(default_factory=list)
+    read_from: ReadFrom = "tail"
+    """Node logs can be large on first start: by default only new lines are shipped."""
+
+
+class AuditSource(Model):
+    """The Kubernetes API server's audit log (JSON lines), on control-plane nodes."""
+
+    enabled: bool = False
+    path: str = "/var/log/kubernetes/audit/audit.log"
+    read_from: ReadFrom = "head"
+
+
+class SourcesConfig(Model):
+    """What the agent tails, and how it watches files."""
+
+    containers: ContainerSource = Field(default_factory=ContainerSource)
+    node: NodeSource = Field(default_factory=NodeSource)
+    audit: AuditSource = Field(default_factory=AuditSource)
+    rescan_interval: Duration = 10.0
+    """Full rescan of the globs, in addition to inotify (or stat polling where it is missing)."""
+    poll_interval: Duration = 0.25
+    """How often an idle file is checked for growth when inotify is not available."""
+    fingerprint_bytes: int = Field(default=1024, ge=16, le=65536)
+    """Bytes at the head of a file that identify it together with (device, inode)."""
+    close_deleted_after: Duration = 60.0
+    """A deleted file is read to its end, then closed; never held open longer than this."""
+    max_open_files: int = Field(default=1024, ge=1)
+    """Upper bound on files open at once; the rest wait their turn."""
+
+
+class MultilineConfig(Model):
+    """Joining the lines of one stack trace into one record (after CRI/docker reassembly)."""
+
+    enabled: bool = False
+    rules: list[MultilineRule] = Field(default_factory=lambda: list(get_args(MultilineRule)))
+    """Built-in rules to apply."""
+    start_pattern: str | None = None
+    """A custom regex that marks the first line of a record; other lines are continuations."""
+    flush_timeout: Duration = 1.0
+    """Emit a pending record after this long without a continuation."""
+
+    @field_validator("start_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            import re
+
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+class ParsersConfig(Model):
+    """How lines become records."""
+
+    max_line_bytes: Size = Size(1024 * 1024)
+    """Longer lines are truncated and flagged; the file keeps being tailed."""
+    max_record_bytes: Size = Size(1024 * 1024)
+    """Cap on a record joined from CRI ``P`` parts or docker partials; past it, truncated."""
+    multiline: MultilineConfig = Field(default_factory=MultilineConfig)
+
+
+class EnrichmentConfig(Model):
+    """Pod metadata from a node-scoped watch of the Kubernetes API."""
+
+    kubernetes_api: bool = True
+    """Watch the pods of this node; off = only what the file path tells (pod, namespace, uid)."""
+    kubeconfig: Path | None = None
+    """Outside a cluster: the kubeconfig file; in a pod the service account is used."""
+    tombstone_ttl: Duration = 600.0
+    """Deleted pods stay in the cache this long, so their last lines are still enriched."""
+    persist_cache: bool = True
+    """Keep the cache in the state dir so a restarted agent enriches immediately."""
+    namespace_metadata: bool = False
+    """Add namespace labels and annotations (a namespace watch; more API load)."""
+    node_labels: bool = False
+    """Add the node's labels (one node watch)."""
+
+
+class RedactionConfig(Model):
+    """Secrets in messages replaced with ``[REDACTED]`` (offsets are never changed)."""
+
+    enabled: bool = False
+    builtin: list[SecretKind] = Field(default_factory=lambda: list(get_args(SecretKind)))
+    patterns: list[str] = Field(default_factory=list)
+    """Extra regexes whose matches are redacted."""
+
+
+class FiltersConfig(Model):
+    """Agent-side filters, applied in this order."""
+
+    include_namespaces: list[str] = Field(default_factory=list)
+    """Globs; when set, only these namespaces are shipped."""
+    exclude_namespaces: list[str] = Field(default_factory=list)
+    label_selector: str | None = None
+    """A Kubernetes label selector (``app=web,tier!=cache``) pods must match."""
+    exclude_containers: list[str] = Field(default_factory=list)
+    """Container names (globs) never shipped."""
+    drop_regex: list[str] = Field(default_factory=list)
+    """Messages matching any of these are dropped."""
+    keep_regex: list[str] = Field(default_factory=list)
+    """When set, only messages matching one of these are kept."""
+    redact: RedactionConfig = Field(default_factory=RedactionConfig)
+
+
+class BufferConfig(QueueConfig):
+    """The agent's disk buffer between the pipeline and the outputs."""
+
+    max_bytes: Size = Size(256 * 1024 * 1024)
+
+
+class OutputConfig(Model):
+    """One destination of the agent, named by URL (credentials never in the URL)."""
+
+    url: str
+    """``forward://host:port``, ``forward+tls://host:port``, ``file:PATH``, ``stdout:``,
+    ``store:PATH``. Several forward outputs are load-balanced with failover."""
+    shared_key: SecretStr | None = None
+    """Forward protocol shared key (HELO/PING/PONG handshake)."""
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: TLSConfig = Field(default_factory=TLSConfig)
+    compress: Literal["none", "gzip"] = "none"
+    """``gzip`` sends CompressedPackedForward: less network, more CPU."""
+    batch_max_records: int = Field(default=2048, ge=1)
+    batch_max_bytes: Size = Size(2 * 1024 * 1024)
+    flush_interval: Duration = 1.0
+    """Send a partial batch after this long."""
+    ack_timeout: Duration = 30.0
+    """Resend a chunk that was not acknowledged in this time."""
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        return check_url(value, OUTPUT_SCHEMES)
+
+
+class AgentConfig(Model):
+    """The DaemonSet agent."""
+
+    node_name: str | None = None
+    """This node's name (``NODE_NAME`` from the downward API); scopes the pod watch."""
+    state_dir: Path = Path("/var/lib/kloghub")
+    """Checkpoints, buffer segments and the metadata cache (a hostPath in the chart)."""
+    metrics_addr: HostPort = "127.0.0.1:2020"
+    """Serves /metrics, /healthz and /readyz."""
+    drain_timeout: Duration = 30.0
+    """On SIGTERM, time to hand on in-flight data before a hard stop."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    sources: SourcesConfig = Field(default_factory=SourcesConfig)
+    parsers: ParsersConfig = Field(default_factory=ParsersConfig)
+    enrichment: EnrichmentConfig = Field(default_factory=EnrichmentConfig)
+    filters: FiltersConfig = Field(default_factory=FiltersConfig)
+    buffer: BufferConfig = Field(default_factory=BufferConfig)
+    outputs: list[OutputConfig] = Field(
+        default_factory=lambda: [OutputConfig(url="forward://127.0.0.1:24224")]
+    )
+
+    @field_validator("outputs")
+    @classmethod
+    def _at_least_one(cls, value: list[OutputConfig]) -> list[OutputConfig]:
+        if not value:
+            raise ValueError("at least one output is needed")
+        return value
+
+
+# --------------------------------------------------------------------------- collector
+
+
+class UserCredential(Model):
+    username: str
+    password: SecretStr
+
+
+class ListenerConfig(Model):
+    """The Forward protocol listener."""
+
+    shared_key: SecretStr | None = None
+    """When set, clients must complete the HELO/PING/PONG handshake with this key."""
+    users: list[UserCredential] = Field(default_factory=list)
+    """Optional username/password pairs checked in the handshake."""
+    self_hostname: str = "kloghub-collector"
+    tls: TLSConfig = Field(default_factory=TLSConfig)
+    require_client_cert: bool = False
+    """Mutual TLS: refuse clients without a certificate signed by ``tls.ca_file``."""
+    max_frame_bytes: Size = Size(64 * 1024 * 1024)
+    """Frames larger than this are refused and the connection closed."""
+    max_connections: int = Field(default=1024, ge=1)
+    idle_timeout: Duration = 300.0
+    """Close connections silent for this long."""
+    frame_timeout: Duration = 60.0
+    """Close a connection that started a frame and did not finish it in this time."""
+    dedup_window: Duration = 600.0
+    """Resent chunks with an id seen within this window are acknowledged, not stored twice."""
+
+
+class NormalizerConfig(Model):
+    """Records → ECS documents."""
+
+    preserve_original: bool = False
+    """Keep the raw line in ``event.original``."""
+    parse_json: bool = True
+    """Parse JSON application logs (``level`` → ``log.level``, ``msg`` → ``message``)."""
+    json_target: str = "json"
+    """Where the remaining keys of a parsed JSON message go."""
+    dedot: bool = True
+    """``app.kubernetes.io/name`` → ``app_kubernetes_io/name`` in labels and annotations."""
+    namespace: str = "default"
+    """The data stream namespace (``logs-kubernetes.container_logs-<namespace>``)."""
+
+
+class SinkConfig(Model):
+    """One destination of the collector, named by URL (credentials never in the URL)."""
+
+    url: str
+    """``elasticsearch+https://host:9200``, ``opensearch+https://host:9200``,
+    ``splunk-hec+https://host:8088``, ``store:PATH``, ``file:PATH`` or ``stdout:``."""
+    username: str | None = None
+    password: SecretStr | None = None
+    api_key: SecretStr | None = None
+    """Elasticsearch API key (base64 ``id:key``)."""
+    token: SecretStr | None = None
+    """Splunk HEC token."""
+    index: str | None = None
+    """Splunk index (the token's default when unset)."""
+    indexer_ack: bool = False
+    """Splunk: wait for indexer acknowledgement before events leave the queue."""
+    tls: TLSConfig = Field(default_factory=TLSConfig)
+    compress: bool = True
+    """gzip request bodies."""
+    batch_max_records: int = Field(default=1000, ge=1)
+    batch_max_bytes: Size = Size(5 * 1024 * 1024)
+    flush_interval: Duration = 1.0
+    concurrency: int = Field(default=2, ge=1, le=64)
+    """Requests in flight at once."""
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    queue: QueueConfig = Field(default_factory=QueueConfig)
+    retention: Duration | None = None
+    """Store and index lifecycle: delete data older than this (unset = keep)."""
+    max_store_bytes: Size | None = None
+    """Embedded store: delete the oldest data beyond this size."""
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        return check_url(value, SINK_SCHEMES)
+
+
+class DetectionsConfig(Model):
+    """Built-in detections on audit and container logs (level ``run``)."""
+
+    enabled: bool = False
+
+
+class CollectorConfig(Model):
+    """The central collector."""
+
+    listen: HostPort = "127.0.0.1:24224"
+    """Forward protocol address (``0.0.0.0:24224`` in the chart)."""
+    state_dir: Path = Path("/var/lib/kloghub-collector")
+    """Disk queues and the dead-letter store (a PersistentVolumeClaim in the chart)."""
+    metrics_addr: HostPort = "127.0.0.1:2021"
+    drain_timeout: Duration = 30.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    listener: ListenerConfig = Field(default_factory=ListenerConfig)
+    normalizer: NormalizerConfig = Field(default_factory=NormalizerConfig)
+    sinks: list[SinkConfig] = Field(
+        default_factory=lambda: [SinkConfig(url="store:/var/lib/kloghub-collector/store.db")]
+    )
+    detections: DetectionsConfig = Field(default_factory=DetectionsConfig)
+    dead_letter_max_bytes: Size = Size(512 * 1024 * 1024)
+    """Upper bound of the dead-letter store."""
+
+    @field_validator("sinks")
+    @classmethod
+    def _at_least_one(cls, value: list[SinkConfig]) -> list[SinkConfig]:
+        if not value:
+            raise ValueError("at least one sink is needed")
+        return value
+
+
+# --------------------------------------------------------------------------- search
+
+
+class SearchConfig(Model):
+    """``kloghub search`` defaults."""
+
+    store: str = "store:/var/lib/kloghub-collector/store.db"
+    """Where to search: ``store:PATH``, ``elasticsearch+https://...``, ``opensearch+https://...``."""
+    username: str | None = None
+    password: SecretStr | None = None
+    api_key: SecretStr | None = None
+    tls: TLSConfig = Field(default_factory=TLSConfig)
+    limit: int = Field(default=100, ge=1)
+    format: Literal["table", "json", "ndjson", "csv"] = "table"
+    since: str = "1h"
+    """Default time window when no --since is given."""
+
+    @field_validator("store")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        return check_url(
+            value,
+            (
+                "store",
+                "elasticsearch+https",
+                "elasticsearch+http",
+                "opensearch+https",
+                "opensearch+http",
+            ),
+        )
