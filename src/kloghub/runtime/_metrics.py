@@ -1,0 +1,52 @@
+"""The metrics every daemon exports (Prometheus); names are stable and low-cardinality.
+
+Metrics live in the process-wide registry of ``prometheus_client``: components import
+this module and update the metric they own. Labels are component kinds and reasons,
+never file names or pods.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = [
+    "BUFFER_BYTES",
+    "BYTES_READ",
+    "DEAD_LETTERED",
+    "DROPPED",
+    "FILES_TAILED",
+    "LAG_BYTES",
+    "LINES_READ",
+    "PARSE_ERRORS",
+    "POD_CACHE_SIZE",
+    "READY",
+    "RECORDS_ACKED",
+    "RECORDS_RETRIED",
+    "RECORDS_SENT",
+    "REGISTRY",
+    "REQUEST_SECONDS",
+    "CollectorRegistry",
+]
+
+LINES_READ = Counter("kloghub_lines_read", "Lines read from tailed files.", ["source"])
+BYTES_READ = Counter("kloghub_bytes_read", "Bytes read from tailed files.", ["source"])
+PARSE_ERRORS = Counter(
+    "kloghub_parse_errors", "Lines passed on as raw text because they did not parse.", ["format"]
+)
+RECORDS_SENT = Counter("kloghub_records_sent", "Records handed to a next hop.", ["output"])
+RECORDS_ACKED = Counter("kloghub_records_acked", "Records the next hop acknowledged.", ["output"])
+RECORDS_RETRIED = Counter("kloghub_records_retried", "Records sent again.", ["output"])
+DROPPED = Counter("kloghub_records_dropped", "Records dropped, by reason.", ["reason"])
+DEAD_LETTERED = Counter(
+    "kloghub_records_dead_lettered", "Records refused permanently and kept in the DLQ.", ["sink"]
+)
+BUFFER_BYTES = Gauge("kloghub_buffer_bytes", "Bytes held in a disk buffer or queue.", ["buffer"])
+FILES_TAILED = Gauge("kloghub_files_tailed", "Files currently open for tailing.")
+LAG_BYTES = Gauge(
+    "kloghub_lag_bytes", "Bytes written to tailed files and not yet acknowledged downstream."
+)
+POD_CACHE_SIZE = Gauge("kloghub_pod_cache_size", "Pods in the metadata cache (with tombstones).")
+READY = Gauge("kloghub_ready", "1 when the daemon is ready to accept and ship data.")
+REQUEST_SECONDS = Histogram(
+    "kloghub_request_seconds", "Duration of requests to a next hop.", ["output"]
+)
