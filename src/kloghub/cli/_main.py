@@ -1,0 +1,302 @@
+"""The ``kloghub`` command: argument parsing and exit codes. Only this layer exits.
+
+Exit codes: 0 ok; 1 the daemon stopped after a crash; 2 bad usage or configuration;
+69 (EX_UNAVAILABLE) the command's machinery is not built yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kloghub import __version__, config, core
+
+__all__ = ["build_parser", "main"]
+
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 69
+
+_EPILOG = """\
+Levels (--level, env KLOGHUB_LEVEL, Helm value `level`):
+  crawl  agent only; container logs kept in a store on the node
+  walk   agents ship enriched container and node logs to one collector archive
+  run    walk + audit logs, redaction, ECS documents to Elasticsearch/OpenSearch/Splunk
+
+Settings come from, highest first: flags, KLOGHUB_* environment variables (nested with
+__, e.g. KLOGHUB_AGENT__BUFFER__MAX_BYTES=512MiB), the --config file, the level preset.
+Run `kloghub validate --level run` to see every setting with its effective value.
+"""
+
+
+def _add_common(p: argparse.ArgumentParser, levels: Sequence[str]) -> None:
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="YAML configuration file (sections agent:, collector:, search:)",
+    )
+    p.add_argument(
+        "--level", choices=levels, help="preset to start from (default: walk, or KLOGHUB_LEVEL)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kloghub",
+        description="kloghub ships Kubernetes logs without losing a line, and finds "
+        "what a pod or a service account did during an incident.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"kloghub {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    agent = sub.add_parser(
+        "agent",
+        help="tail container, node and audit logs on this node and ship them",
+        description="Run the node agent (a DaemonSet in Kubernetes): tails container logs "
+        "(CRI and docker), node logs and the audit log, enriches them with pod metadata, "
+        "buffers them on disk and ships them to the collector or a local store.",
+        epilog="example: kloghub agent --level crawl --path '/var/log/pods/*/*/*.log' "
+        "--state-dir /tmp/kloghub",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(agent, config.LEVELS)
+    agent.add_argument(
+        "--path",
+        action="append",
+        metavar="GLOB",
+        help="container log files to tail (repeatable); replaces the defaults",
+    )
+    agent.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="checkpoints and buffer (default /var/lib/kloghub)",
+    )
+    agent.add_argument(
+        "--output",
+        action="append",
+        metavar="URL",
+        help="forward://host:port, forward+tls://host:port, file:PATH, stdout:, "
+        "store:PATH (repeatable)",
+    )
+    agent.add_argument(
+        "--node-name",
+        metavar="NAME",
+        help="this node's name; scopes the pod watch (the chart sets it)",
+    )
+    agent.add_argument(
+        "--metrics-addr",
+        metavar="HOST:PORT",
+        help="serve /metrics, /healthz, /readyz here (default 127.0.0.1:2020)",
+    )
+
+    collector = sub.add_parser(
+        "collector",
+        help="receive logs from agents (Forward protocol) and send them on",
+        description="Run the central collector: accepts the Fluentd Forward protocol from "
+        "kloghub agents, Fluent Bit and Fluentd, normalizes to ECS and writes to "
+        "Elasticsearch, OpenSearch, Splunk HEC or its embedded store.",
+        epilog="example: kloghub collector --listen 0.0.0.0:24224 "
+        "--sink opensearch+https://search:9200",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(collector, ("walk", "run"))
+    collector.add_argument(
+        "--listen", metavar="HOST:PORT", help="Forward protocol address (default 127.0.0.1:24224)"
+    )
+    collector.add_argument(
+        "--sink",
+        action="append",
+        metavar="URL",
+        help="elasticsearch+https://..., opensearch+https://..., "
+        "splunk-hec+https://..., store:PATH, file:PATH, stdout: (repeatable)",
+    )
+    collector.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="disk queues and dead letters (default /var/lib/kloghub-collector)",
+    )
+    collector.add_argument(
+        "--metrics-addr",
+        metavar="HOST:PORT",
+        help="serve /metrics, /healthz, /readyz here (default 127.0.0.1:2021)",
+    )
+
+    search = sub.add_parser(
+        "search",
+        help="answer incident questions from the store that holds the logs",
+        description='Search logs: free text, field:value (wildcards), "phrases", '
+        "AND/OR/NOT and parentheses.",
+        epilog="example: kloghub search 'user.name:system:serviceaccount:*' --since 1h "
+        "--namespace payments",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(search, config.LEVELS)
+    search.add_argument(
+        "query",
+        metavar="QUERY",
+        nargs="?",
+        default="",
+        help="what to find (empty: everything in the window)",
+    )
+    search.add_argument(
+        "--store",
+        metavar="URL",
+        help="store:PATH, elasticsearch+https://..., opensearch+https://...",
+    )
+    search.add_argument("--since", metavar="WHEN", help="15m, 2h, 7d or an RFC 3339 time")
+    search.add_argument("--until", metavar="WHEN", help="same forms as --since")
+    search.add_argument("--namespace", metavar="NS")
+    search.add_argument("--pod", metavar="POD")
+    search.add_argument("--container", metavar="C")
+    search.add_argument("--limit", type=int, metavar="N")
+    search.add_argument("--format", choices=("table", "json", "ndjson", "csv"))
+    search.add_argument("--follow", action="store_true", help="keep printing new matches")
+
+    validate = sub.add_parser(
+        "validate",
+        help="print the effective configuration, or every error in it",
+        description="Load the configuration as a daemon would (preset, file, environment) "
+        "and print the effective settings with secrets masked, or every problem found. "
+        "Exits non-zero on any problem.",
+        epilog="example: kloghub validate --config kloghub.yaml --level run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(validate, config.LEVELS)
+    validate.add_argument(
+        "--section", choices=("agent", "collector", "search"), help="print only this section"
+    )
+
+    sub.add_parser(
+        "demo",
+        help="run the whole pipeline on generated logs, then search them",
+        description="Generate a realistic node (pods, rotation, an audit log with an attack "
+        "story), run agent and collector into an embedded store, and show incident searches.",
+    )
+    return parser
+
+
+def _agent_flags(args: argparse.Namespace) -> dict[str, Any]:
+    agent: dict[str, Any] = {}
+    if args.path:
+        agent["sources"] = {"containers": {"paths": args.path}}
+    if args.output:
+        agent["outputs"] = [{"url": url} for url in args.output]
+    for key in ("state_dir", "node_name", "metrics_addr"):
+        if getattr(args, key) is not None:
+            agent[key] = getattr(args, key)
+    return agent
+
+
+def _collector_flags(args: argparse.Namespace) -> dict[str, Any]:
+    coll: dict[str, Any] = {}
+    if args.sink:
+        coll["sinks"] = [{"url": url} for url in args.sink]
+    for key in ("listen", "state_dir", "metrics_addr"):
+        if getattr(args, key) is not None:
+            coll[key] = getattr(args, key)
+    return coll
+
+
+def _search_flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        key: getattr(args, key)
+        for key in ("store", "limit", "format", "since")
+        if getattr(args, key) is not None
+    }
+
+
+_SECTION_FLAGS = {
+    "agent": _agent_flags,
+    "collector": _collector_flags,
+    "search": _search_flags,
+}
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The nested settings that the command line sets (only what was given)."""
+    flags: dict[str, Any] = {}
+    if getattr(args, "level", None):
+        flags["level"] = args.level
+    section = _SECTION_FLAGS.get(args.command)
+    if section is not None and (values := section(args)):
+        flags[args.command] = values
+    return flags
+
+
+def _load(args: argparse.Namespace) -> config.Settings:
+    return config.load(getattr(args, "config", None), _flags(args))
+
+
+def _report(error: core.ConfigError) -> int:
+    count = len(error.problems)
+    print(f"kloghub: configuration has {count} problem{'s' * (count != 1)}:", file=sys.stderr)
+    for problem in error.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _unavailable(what: str, issue: str) -> int:
+    print(
+        f"kloghub: {what} is not built yet ({issue}); the configuration is valid, "
+        "but nothing was started.",
+        file=sys.stderr,
+    )
+    return EXIT_UNAVAILABLE
+
+
+def _validate(args: argparse.Namespace, settings: config.Settings) -> int:
+    if args.section == "collector" and settings.level == "crawl":
+        print("kloghub: there is no collector at level crawl", file=sys.stderr)
+        return EXIT_USAGE
+    print(config.dump(settings, args.section), end="")
+    return 0
+
+
+def _collector(_args: argparse.Namespace, settings: config.Settings) -> int:
+    if settings.level == "crawl":
+        print(
+            "kloghub: the collector does not run at level crawl (agents keep logs on "
+            "their node); use walk or run",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return _unavailable(
+        "the collector (Forward input, ECS normalization and sinks)", "issues #4 and #6"
+    )
+
+
+def _agent(_args: argparse.Namespace, _settings: config.Settings) -> int:
+    return _unavailable("the agent's tailing engine", "issue #3")
+
+
+def _search(_args: argparse.Namespace, _settings: config.Settings) -> int:
+    return _unavailable("kloghub search and the embedded store", "issue #7")
+
+
+def _demo(_args: argparse.Namespace, _settings: config.Settings) -> int:
+    return _unavailable("kloghub demo", "issue #7")
+
+
+_COMMANDS = {
+    "agent": _agent,
+    "collector": _collector,
+    "search": _search,
+    "validate": _validate,
+    "demo": _demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _load(args)
+    except core.ConfigError as error:
+        return _report(error)
+    return _COMMANDS[args.command](args, settings)

@@ -1,0 +1,121 @@
+"""The kloghub command: help, validate, and honest refusals."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from kloghub import cli
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("KLOGHUB_"):
+            monkeypatch.delenv(key)
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kloghub", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_help_lists_every_command_of_the_design():
+    """If this failed, a command that DESIGN.md §7 promises would be missing."""
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("agent", "collector", "search", "validate", "demo"):
+        assert command in result.stdout
+    assert "crawl" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["agent", "collector", "search", "validate", "demo"])
+def test_every_command_has_help(command):
+    """If this failed, `kloghub X --help` would not explain X to a new user."""
+    result = run(command, "--help")
+    assert result.returncode == 0
+    assert "usage: kloghub " + command in result.stdout
+
+
+def test_validate_prints_the_effective_config_with_secrets_masked(tmp_path, capsys):
+    """If this failed, `kloghub validate` would not show what a daemon would run with."""
+    path = tmp_path / "k.yaml"
+    path.write_text(yaml.safe_dump({"collector": {"listener": {"shared_key": "hunter2"}}}))
+    assert cli.main(["validate", "--config", str(path), "--level", "run"]) == 0
+    out = capsys.readouterr().out
+    data = yaml.safe_load(out)
+    assert data["level"] == "run"
+    assert data["collector"]["listener"]["shared_key"] == "**********"
+    assert "hunter2" not in out
+
+
+def test_validate_level_run_without_a_file_succeeds(capsys):
+    """If this failed, the run preset itself would be broken."""
+    assert cli.main(["validate", "--level", "run", "--section", "agent"]) == 0
+    data = yaml.safe_load(capsys.readouterr().out)
+    assert set(data) == {"level", "agent"}
+    assert data["agent"]["sources"]["audit"]["enabled"] is True
+
+
+def test_validate_reports_every_error_and_exits_2(tmp_path):
+    """If this failed, CI could not use `kloghub validate` to reject a bad config."""
+    path = tmp_path / "k.yaml"
+    path.write_text(
+        yaml.safe_dump({"agent": {"bufer": {}, "sources": {"containers": {"read_from": "middle"}}}})
+    )
+    result = run("validate", "--config", str(path))
+    assert result.returncode == 2
+    assert "2 problems" in result.stderr
+    assert "agent.bufer: unknown key (did you mean 'buffer'?)" in result.stderr
+    assert "agent.sources.containers.read_from: got 'middle'" in result.stderr
+    assert result.stdout == ""
+
+
+def test_flags_override_the_config(tmp_path, capsys):
+    """If this failed, `--state-dir` and `--output` on the command line would be ignored."""
+    assert cli.main(["validate", "--level", "crawl", "--section", "agent"]) == 0
+    capsys.readouterr()
+    args = cli.build_parser().parse_args(
+        [
+            "agent",
+            "--state-dir",
+            str(tmp_path),
+            "--output",
+            "file:/tmp/x.ndjson",
+            "--path",
+            "/logs/*.log",
+            "--level",
+            "crawl",
+        ]
+    )
+    from kloghub.cli import _main
+
+    settings = _main._load(args)
+    assert settings.agent.state_dir == tmp_path
+    assert [o.url for o in settings.agent.outputs] == ["file:/tmp/x.ndjson"]
+    assert settings.agent.sources.containers.paths == ["/logs/*.log"]
+
+
+def test_collector_refuses_level_crawl():
+    """If this failed, a collector would start at a level where there is none."""
+    result = run("collector", "--level", "walk", "--listen", "bad")
+    assert result.returncode == 2
+    assert "collector.listen" in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "kloghub", "collector"],
+        capture_output=True,
+        text=True,
+        env={"KLOGHUB_LEVEL": "crawl", "PATH": ""},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "does not run at level crawl" in result.stderr
