@@ -1,0 +1,47 @@
+# kloghub — the two commands a new user runs: `make demo` and `make test`.
+# Both set themselves up: a virtualenv in .venv, the package and its test extras,
+# and (for tests) real OpenSearch and Elasticsearch servers cached in ~/.cache/kloghub.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test lint unit demo venv servers-start servers-stop clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) scripts/prereqs.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,lint]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## The whole suite: lint, type checks, layer contracts, then pytest against real servers.
+test: $(STAMP)
+	bash scripts/test.sh
+
+## Static checks only (ruff, mypy strict, import-linter).
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## Tests that need no server (fast loop while developing).
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not integration"
+
+servers-start:
+	$(PYTHON) scripts/search_servers.py start
+
+servers-stop:
+	$(PYTHON) scripts/search_servers.py stop
+
+## The main job end to end on generated logs and an embedded store.
+demo: $(STAMP)
+	$(BIN)/kloghub demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
