@@ -3,11 +3,13 @@
 # and (for tests) real OpenSearch and Elasticsearch servers cached in ~/.cache/kloghub.
 
 PYTHON ?= python3
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE   ?= kloghub
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint unit demo venv servers-start servers-stop clean
+.PHONY: test lint unit demo venv servers-start servers-stop clean image
 
 $(STAMP): pyproject.toml
 	$(PYTHON) scripts/prereqs.py
@@ -42,6 +44,10 @@ servers-stop:
 ## The main job end to end on generated logs and an embedded store.
 demo: $(STAMP)
 	$(BIN)/kloghub demo
+
+## One image for agent and collector (needs a Docker engine with BuildKit).
+image:
+	docker build -f agent/Dockerfile -t $(IMAGE):$(VERSION) .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

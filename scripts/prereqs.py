@@ -1,9 +1,10 @@
-"""Check that this machine can build kloghub's virtualenv; say exactly what is missing.
+"""Check that this machine can build kloghub's virtualenv and Helm; say what is missing.
 
 Usage: python3 scripts/prereqs.py   (the search-server prerequisites are checked by
 `scripts/search_servers.py check`).
 """
 
+import shutil
 import sys
 
 NEED = (3, 11)
@@ -18,3 +19,5 @@ try:
     import venv  # noqa: F401
 except ImportError:
     sys.exit("Python's venv/ensurepip modules are missing: install python3-venv (Debian).")
+if shutil.which("go") is None:
+    sys.exit("Go is needed to build Helm for the chart tests (scripts/get_helm.py): install Go.")

@@ -27,6 +27,10 @@ else
   echo "== using the servers given in KLOGHUB_TEST_ELASTICSEARCH_URL / KLOGHUB_TEST_OPENSEARCH_URL"
 fi
 
+echo "== helm (built from the Go module proxy, cached)"
+KLOGHUB_HELM=$("$PYTHON" scripts/get_helm.py)
+export KLOGHUB_HELM
+
 echo "== pytest"
 status=0
 "$BIN/python" -m pytest "$@" || status=$?

@@ -1,0 +1,332 @@
+{{/* ---------------------------------------------------------------- names and labels */}}
+
+{{- define "kloghub.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "kloghub.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "kloghub.agent.fullname" -}}
+{{- printf "%s-agent" (include "kloghub.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "kloghub.collector.fullname" -}}
+{{- printf "%s-collector" (include "kloghub.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every object; call with (dict "root" $ "component" "agent"). */}}
+{{- define "kloghub.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "kloghub.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: kloghub
+{{- end }}
+
+{{- define "kloghub.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kloghub.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "kloghub.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "kloghub.agent.serviceAccountName" -}}
+{{- if .Values.agent.serviceAccount.create }}
+{{- default (include "kloghub.agent.fullname" .) .Values.agent.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.agent.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "kloghub.collector.serviceAccountName" -}}
+{{- if .Values.collector.serviceAccount.create }}
+{{- default (include "kloghub.collector.fullname" .) .Values.collector.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.collector.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------- fixed paths and ports */}}
+{{/* Paths inside the containers; the config file and the volume mounts both use these. */}}
+
+{{- define "kloghub.configDir" -}}/etc/kloghub{{- end }}
+{{- define "kloghub.configFile" -}}/etc/kloghub/kloghub.yaml{{- end }}
+{{- define "kloghub.tlsDir" -}}/etc/kloghub/tls{{- end }}
+{{- define "kloghub.agent.stateDir" -}}/var/lib/kloghub{{- end }}
+{{- define "kloghub.collector.stateDir" -}}/var/lib/kloghub-collector{{- end }}
+{{- define "kloghub.agent.metricsPort" -}}2020{{- end }}
+{{- define "kloghub.collector.metricsPort" -}}2021{{- end }}
+
+{{- define "kloghub.collector.enabled" -}}
+{{- if ne .Values.level "crawl" }}true{{ end }}
+{{- end }}
+
+{{- define "kloghub.collector.host" -}}
+{{- printf "%s.%s.svc.%s" (include "kloghub.collector.fullname" .) .Release.Namespace .Values.clusterDomain }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------- what the agent needs */}}
+{{/*
+The few settings that decide RBAC, capabilities and mounts, read from agent.config with
+the level preset's value as the default (src/kloghub/config/presets/*.yaml; the chart
+tests compare these with what `kloghub validate` reports for every level).
+Returns YAML: kubernetesApi, namespaces, nodes, nodeLogs.
+*/}}
+{{- define "kloghub.agent.needs" -}}
+{{- $cfg := .Values.agent.config }}
+{{- $enrich := dict }}
+{{- if hasKey $cfg "enrichment" }}{{ $enrich = $cfg.enrichment }}{{ end }}
+{{- $api := ne .Values.level "crawl" }}
+{{- if hasKey $enrich "kubernetes_api" }}{{ $api = $enrich.kubernetes_api }}{{ end }}
+{{- $namespaces := false }}
+{{- if hasKey $enrich "namespace_metadata" }}{{ $namespaces = $enrich.namespace_metadata }}{{ end }}
+{{- $nodes := false }}
+{{- if hasKey $enrich "node_labels" }}{{ $nodes = $enrich.node_labels }}{{ end }}
+{{- if and (not $api) (or $namespaces $nodes) }}
+{{- fail "agent.config.enrichment: namespace_metadata and node_labels read the Kubernetes API; set enrichment.kubernetes_api: true too (it is off at level crawl)" }}
+{{- end }}
+{{- $nodeLogs := ne .Values.level "crawl" }}
+{{- $sources := dict }}
+{{- if hasKey $cfg "sources" }}{{ $sources = $cfg.sources }}{{ end }}
+{{- if hasKey $sources "node" }}
+{{- if hasKey $sources.node "enabled" }}{{ $nodeLogs = $sources.node.enabled }}{{ end }}
+{{- end }}
+kubernetesApi: {{ $api }}
+namespaces: {{ $namespaces }}
+nodes: {{ $nodes }}
+nodeLogs: {{ $nodeLogs }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------- agent config */}}
+
+{{/* The agent's one output, without secrets. */}}
+{{- define "kloghub.agent.output" -}}
+{{- $out := dict }}
+{{- if include "kloghub.collector.enabled" . }}
+{{- $fwd := .Values.forward }}
+{{- if $fwd.tls.enabled }}
+{{- $_ := set $out "url" (printf "forward+tls://%s:%d" (include "kloghub.collector.host" .) (int $fwd.port)) }}
+{{- $_ := set $out "tls" (dict "enabled" true "ca_file" (printf "%s/forward/ca.crt" (include "kloghub.tlsDir" .)) "verify" $fwd.tls.verify) }}
+{{- else }}
+{{- $_ := set $out "url" (printf "forward://%s:%d" (include "kloghub.collector.host" .) (int $fwd.port)) }}
+{{- end }}
+{{- else }}
+{{- $_ := set $out "url" (printf "store:%s/store.db" (include "kloghub.agent.stateDir" .)) }}
+{{- end }}
+{{- toYaml (mergeOverwrite (deepCopy .Values.agent.output) $out) }}
+{{- end }}
+
+{{/* The agent: section of the config file (no secrets: they come from the environment). */}}
+{{- define "kloghub.agent.config" -}}
+{{- $cfg := deepCopy .Values.agent.config }}
+{{- $_ := set $cfg "state_dir" (include "kloghub.agent.stateDir" .) }}
+{{- $_ := set $cfg "metrics_addr" (printf "0.0.0.0:%s" (include "kloghub.agent.metricsPort" .)) }}
+{{- $_ := set $cfg "drain_timeout" (printf "%ds" (int .Values.agent.drainTimeoutSeconds)) }}
+{{- $_ := set $cfg "outputs" (list (include "kloghub.agent.output" . | fromYaml)) }}
+{{- toYaml $cfg }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------- collector config */}}
+
+{{/* The SIEM backends that are enabled, in a fixed order. */}}
+{{- define "kloghub.backends" -}}
+{{- $enabled := list }}
+{{- range $name := list "elasticsearch" "opensearch" "splunk" }}
+{{- if (get $.Values.backends $name).enabled }}{{ $enabled = append $enabled $name }}{{ end }}
+{{- end }}
+{{- join "," $enabled }}
+{{- end }}
+
+{{/*
+The collector's sinks; call with (dict "root" $ "secrets" bool). With secrets, each sink
+also holds references such as "$(ELASTICSEARCH_PASSWORD)" that the kubelet expands from
+environment variables set from Secrets (see the collector's env). Returns YAML {sinks: [...]}.
+*/}}
+{{- define "kloghub.collector.sinks" -}}
+{{- $root := .root }}
+{{- $sinks := list }}
+{{- $backends := include "kloghub.backends" $root }}
+{{- range $name := compact (splitList "," $backends) }}
+{{- $b := get $root.Values.backends $name }}
+{{- if not $b.url }}
+{{- fail (printf "backends.%s.url is required when backends.%s.enabled is true" $name $name) }}
+{{- end }}
+{{- $scheme := dict "elasticsearch" "elasticsearch" "opensearch" "opensearch" "splunk" "splunk-hec" }}
+{{- $sink := dict "url" (printf "%s+%s" (get $scheme $name) $b.url) }}
+{{- if and (ne $name "splunk") $b.username }}{{ $_ := set $sink "username" $b.username }}{{ end }}
+{{- if eq $name "splunk" }}
+{{- if $b.index }}{{ $_ := set $sink "index" $b.index }}{{ end }}
+{{- $_ := set $sink "indexer_ack" $b.indexerAck }}
+{{- end }}
+{{- if or $b.tls.caSecret.name (not $b.tls.verify) }}
+{{- $tls := dict "verify" $b.tls.verify }}
+{{- if $b.tls.caSecret.name }}
+{{- $_ := set $tls "ca_file" (printf "%s/%s/ca.crt" (include "kloghub.tlsDir" $root) $name) }}
+{{- end }}
+{{- $_ := set $sink "tls" $tls }}
+{{- end }}
+{{- if $.secrets }}
+{{- range $ref := include "kloghub.backend.secretEnv" (dict "name" $name "backend" $b) | fromYamlArray }}
+{{- $_ := set $sink $ref.field (printf "$(%s)" $ref.env) }}
+{{- end }}
+{{- end }}
+{{- $sinks = append $sinks (mergeOverwrite (deepCopy $b.sink) $sink) }}
+{{- end }}
+{{- if not $sinks }}
+{{- $store := dict "url" (printf "store:%s/store.db" (include "kloghub.collector.stateDir" $root)) }}
+{{- $sinks = append $sinks (mergeOverwrite (deepCopy $root.Values.backends.store.sink) $store) }}
+{{- end }}
+{{- toYaml (dict "sinks" $sinks) }}
+{{- end }}
+
+{{/*
+The Secret-backed environment variables of one backend: a YAML list of
+{env, field, secret, key}; `field` is the sink key the value belongs to.
+*/}}
+{{- define "kloghub.backend.secretEnv" -}}
+{{- $b := .backend }}
+{{- $refs := list }}
+{{- if eq .name "splunk" }}
+{{- if not $b.tokenSecret.name }}
+{{- fail "backends.splunk.tokenSecret.name is required: the HEC token is read from that Secret" }}
+{{- end }}
+{{- $refs = append $refs (dict "env" "SPLUNK_HEC_TOKEN" "field" "token" "secret" $b.tokenSecret.name "key" $b.tokenSecret.key) }}
+{{- else }}
+{{- $prefix := upper .name }}
+{{- $apiKey := dict }}
+{{- if hasKey $b "apiKeySecret" }}{{ $apiKey = $b.apiKeySecret }}{{ end }}
+{{- if and $b.passwordSecret.name $apiKey.name }}
+{{- fail (printf "backends.%s: set passwordSecret or apiKeySecret, not both" .name) }}
+{{- end }}
+{{- if $b.passwordSecret.name }}
+{{- if not $b.username }}
+{{- fail (printf "backends.%s.username is required with passwordSecret" .name) }}
+{{- end }}
+{{- $refs = append $refs (dict "env" (printf "%s_PASSWORD" $prefix) "field" "password" "secret" $b.passwordSecret.name "key" $b.passwordSecret.key) }}
+{{- end }}
+{{- if $apiKey.name }}
+{{- $refs = append $refs (dict "env" (printf "%s_API_KEY" $prefix) "field" "api_key" "secret" $apiKey.name "key" $apiKey.key) }}
+{{- end }}
+{{- end }}
+{{- toYaml $refs }}
+{{- end }}
+
+{{/* Every Secret-backed variable of the enabled backends, as one YAML list. */}}
+{{- define "kloghub.collector.secretEnv" -}}
+{{- $all := list }}
+{{- range $name := compact (splitList "," (include "kloghub.backends" .)) }}
+{{- $all = concat $all (include "kloghub.backend.secretEnv" (dict "name" $name "backend" (get $.Values.backends $name)) | fromYamlArray) }}
+{{- end }}
+{{- toYaml $all }}
+{{- end }}
+
+{{/* The backend `kloghub search` reads in the collector pod: the first of ES, OpenSearch. */}}
+{{- define "kloghub.searchBackend" -}}
+{{- if .Values.backends.elasticsearch.enabled }}elasticsearch
+{{- else if .Values.backends.opensearch.enabled }}opensearch
+{{- end }}
+{{- end }}
+
+{{/* The collector: section of the config file (no secrets). */}}
+{{- define "kloghub.collector.config" -}}
+{{- $cfg := deepCopy .Values.collector.config }}
+{{- $_ := set $cfg "listen" (printf "0.0.0.0:%d" (int .Values.forward.port)) }}
+{{- $_ := set $cfg "metrics_addr" (printf "0.0.0.0:%s" (include "kloghub.collector.metricsPort" .)) }}
+{{- $_ := set $cfg "state_dir" (include "kloghub.collector.stateDir" .) }}
+{{- $_ := set $cfg "drain_timeout" (printf "%ds" (int .Values.collector.drainTimeoutSeconds)) }}
+{{- if .Values.forward.tls.enabled }}
+{{- $listener := dict }}
+{{- if hasKey $cfg "listener" }}{{ $listener = $cfg.listener }}{{ end }}
+{{- $dir := printf "%s/forward" (include "kloghub.tlsDir" .) }}
+{{- $_ := set $listener "tls" (dict "enabled" true "cert_file" (printf "%s/tls.crt" $dir) "key_file" (printf "%s/tls.key" $dir)) }}
+{{- $_ := set $cfg "listener" $listener }}
+{{- end }}
+{{- $_ := set $cfg "sinks" (include "kloghub.collector.sinks" (dict "root" . "secrets" false) | fromYaml).sinks }}
+{{- toYaml $cfg }}
+{{- end }}
+
+{{/* The search: section of the collector's config file, when a backend can be searched. */}}
+{{- define "kloghub.collector.search" -}}
+{{- $name := include "kloghub.searchBackend" . }}
+{{- if $name }}
+{{- $b := get .Values.backends $name }}
+{{- $search := dict "store" (printf "%s+%s" $name $b.url) }}
+{{- if $b.username }}{{ $_ := set $search "username" $b.username }}{{ end }}
+{{- if or $b.tls.caSecret.name (not $b.tls.verify) }}
+{{- $tls := dict "verify" $b.tls.verify }}
+{{- if $b.tls.caSecret.name }}
+{{- $_ := set $tls "ca_file" (printf "%s/%s/ca.crt" (include "kloghub.tlsDir" .) $name) }}
+{{- end }}
+{{- $_ := set $search "tls" $tls }}
+{{- end }}
+{{- toYaml $search }}
+{{- end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------- shared pod pieces */}}
+
+{{/*
+The container security context of both components: nothing writable but the mounted
+volumes, no privilege escalation, the runtime's seccomp profile, every capability
+dropped; call with (dict "add" (list ...)) for the few the agent needs.
+*/}}
+{{- define "kloghub.containerSecurityContext" -}}
+privileged: false
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+seccompProfile:
+  type: RuntimeDefault
+capabilities:
+  drop:
+    - ALL
+  {{- with .add }}
+  add:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+
+{{- define "kloghub.probes" -}}
+startupProbe:
+  httpGet:
+    path: /healthz
+    port: metrics
+  periodSeconds: 2
+  failureThreshold: 30
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: metrics
+  periodSeconds: 10
+  timeoutSeconds: 5
+  failureThreshold: 3
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: metrics
+  periodSeconds: 5
+  timeoutSeconds: 5
+  failureThreshold: 3
+{{- end }}
+
+{{/* Call with (dict "root" $ "port" "2020"). */}}
+{{- define "kloghub.metricsAnnotations" -}}
+{{- if .root.Values.metrics.podAnnotations -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- end }}

@@ -1,0 +1,94 @@
+"""agent/Dockerfile, checked without a Docker engine: stages, user, tools, entrypoint."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import tomllib
+from typing import Any
+
+import pytest
+
+from tests.charts import _dockerfile
+
+BUILD_TOOLS = ("gcc", "g++", "cc", "make", "build-essential", "clang", "python3-dev", "git")
+
+
+def pyproject() -> dict[str, Any]:
+    text = (_dockerfile.REPO / "pyproject.toml").read_text(encoding="utf-8")
+    return dict(tomllib.loads(text)["project"])
+
+
+@pytest.fixture(scope="module")
+def stages() -> list[_dockerfile.Stage]:
+    return _dockerfile.stages()
+
+
+def test_dockerfile_builds_the_wheel_in_a_stage_of_its_own(stages):
+    """If this failed, the image would carry the source tree and build dependencies."""
+    assert len(stages) >= 2
+    build = stages[0]
+    assert build.name
+    assert any("pip wheel" in run or "build --wheel" in run for run in build.args("RUN"))
+    final = stages[-1]
+    runs = " ".join(final.args("RUN"))
+    assert f"from={build.name}" in runs, "the final stage installs from the build stage"
+    assert "--no-index" in runs, "the final stage must not download or build anything"
+    assert not final.args("COPY") or all(
+        "src" not in copy.split() for copy in final.args("COPY")
+    ), "the source tree must not be copied into the final stage"
+
+
+def test_base_image_is_a_slim_python_that_kloghub_supports(stages):
+    """If this failed, the image would be large (full Debian) or run an unsupported Python."""
+    project = tomllib.loads((_dockerfile.REPO / "pyproject.toml").read_text(encoding="utf-8"))[
+        "project"
+    ]
+    minimum = tuple(int(p) for p in project["requires-python"].removeprefix(">=").split("."))
+    for stage in stages:
+        match = re.fullmatch(r"python:(\d+)\.(\d+)(?:\.\d+)?-slim(?:-\w+)?", stage.base)
+        assert match, stage.base
+        assert (int(match.group(1)), int(match.group(2))) >= minimum
+
+
+def test_final_stage_runs_as_a_non_root_user(stages):
+    """If this failed, the collector (and anything run from the image) would run as root."""
+    (user,) = stages[-1].args("USER")
+    uid = user.split(":")[0]
+    assert uid.isdigit(), "a numeric UID lets Kubernetes check runAsNonRoot"
+    assert int(uid) >= 1000
+
+
+def test_final_stage_installs_no_build_tools(stages):
+    """If this failed, an attacker in the container would find a compiler ready to use."""
+    for instruction, arg in stages[-1].instructions:
+        if instruction != "RUN":
+            continue
+        words = set(re.split(r"[\s;&|]+", arg))
+        assert not words & set(BUILD_TOOLS), arg
+        assert "apt-get install" not in arg or "--no-install-recommends" in arg
+
+
+def test_entrypoint_is_the_console_script_of_the_package(stages):
+    """If this failed, the chart's `args: [agent, ...]` would not reach the kloghub command."""
+    project = tomllib.loads((_dockerfile.REPO / "pyproject.toml").read_text(encoding="utf-8"))[
+        "project"
+    ]
+    (entrypoint,) = stages[-1].args("ENTRYPOINT")
+    assert json.loads(entrypoint) == [next(iter(project["scripts"]))]
+    assert project["scripts"]["kloghub"] == "kloghub.cli:main"
+
+
+def test_dockerignore_sends_only_what_the_build_copies():
+    """If this failed, `docker build` would upload .venv, caches and state to the daemon."""
+    ignore = (_dockerfile.DOCKERFILE.parent / "Dockerfile.dockerignore").read_text(encoding="utf-8")
+    lines = [ln for ln in ignore.splitlines() if ln and not ln.startswith("#")]
+    assert lines[0] == "*"
+    copied = set()
+    for stage in _dockerfile.stages():
+        for copy in stage.args("COPY"):
+            words = [w for w in shlex.split(copy) if not w.startswith("--")]
+            copied |= {w.rstrip("/") for w in words[:-1]}
+    for path in copied:
+        assert f"!{path}" in lines or f"!{path}/" in lines, path
