@@ -1,0 +1,5 @@
+"""Bounded, crash-safe disk queues: the agent's buffer and the collector's sink queues."""
+
+from kloghub.buffer._queue import DiskQueue
+
+__all__ = ["DiskQueue"]

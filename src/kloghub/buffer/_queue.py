@@ -1,0 +1,876 @@
+"""The disk queue: bounded, crash-safe, acknowledged segment files (see ``DESIGN.md``).
+
+``push`` appends a batch durably (write + ``fsync``, concurrent pushes share one
+``fsync``) and then settles it: for the producer, "in the queue" is "safe". ``pop`` hands
+out the next records with a finalizer; when the consumer settles them (delivered,
+dead-lettered or dropped) they are acknowledged here, in any order, and a segment file is
+deleted once every record of it was acknowledged. After a restart, even after SIGKILL,
+exactly the records not acknowledged are handed out again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgpack
+
+from kloghub import config, core
+from kloghub.buffer import _acklog, _segment
+from kloghub.runtime import metrics
+
+__all__ = ["DiskQueue"]
+
+_log = logging.getLogger("kloghub.buffer")
+
+_T = TypeVar("_T")
+
+_READ_AHEAD = 256 * 1024
+"""Bytes read from a segment at a time: the reader's memory bound (plus one record)."""
+_ACK_SYNC_INTERVAL = 1.0
+"""The power-cut window of acknowledgements (SIGKILL loses none)."""
+_ACK_COMPACT_BYTES = 1 << 20
+_MAX_BACKOFF = 5.0
+_REASON_FULL = "buffer_full"
+_REASON_CORRUPT = "buffer_corrupt"
+_FRAME_SIZE = _segment.FRAME.size
+_FRAME_HEADER = _segment.FRAME.unpack_from
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+
+
+class _Pending:
+    """A pushed batch, encoded, waiting for the writer."""
+
+    __slots__ = ("data", "future", "records")
+
+    def __init__(self, data: bytes, records: int, future: asyncio.Future[None]) -> None:
+        self.data = data
+        self.records = records
+        self.future = future
+
+
+class _Take:
+    """One pop in progress: its events, their finalizer and the limits."""
+
+    __slots__ = ("events", "fin", "full", "max_bytes", "max_records", "nbytes")
+
+    def __init__(self, fin: core.Finalizer, max_records: int, max_bytes: int) -> None:
+        self.fin = fin
+        self.events: list[core.Event] = []
+        self.max_records = max_records
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self.full = False
+        """A limit was reached: stop reading for this pop."""
+
+
+class _Write:
+    """What one group commit writes into one segment."""
+
+    __slots__ = ("create", "items", "nbytes", "records", "segment")
+
+    def __init__(self, segment: _segment.Segment, create: bool) -> None:
+        self.segment = segment
+        self.create = create
+        self.items: list[_Pending] = []
+        self.nbytes = 0
+        self.records = 0
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class DiskQueue(core.Service):
+    """A bounded queue of events in segment files under ``directory``.
+
+    ``cfg.max_bytes`` bounds the bytes on disk; ``cfg.when_full`` says what a push does
+    when they are reached: ``block`` waits for acknowledgements to free space,
+    ``drop_oldest`` deletes the oldest segment (counted in
+    ``kloghub_records_dropped{reason="buffer_full"}``) and never waits. A batch larger than
+    ``max_bytes`` is accepted whole once the queue holds nothing else (``block``) or at
+    once (``drop_oldest``): the bound can be passed by one batch, never deadlocked on.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        cfg: config.QueueConfig,
+        name: str,
+        supervisor: core.Supervisor | None = None,
+    ) -> None:
+        super().__init__(supervisor)
+        self.name = name
+        self.directory = Path(directory)
+        self._max_bytes = int(cfg.max_bytes)
+        # Segments are at most a quarter of the bound, so that freeing or dropping space
+        # happens in steps and the segment being written is rarely the one in the way.
+        self._segment_limit = max(1, min(int(cfg.segment_bytes), self._max_bytes // 4))
+        self._drop_oldest = cfg.when_full == "drop_oldest"
+        self._encoder = _segment.Encoder()
+        self._gauge = metrics.BUFFER_BYTES.labels(buffer=name)
+        self._segments: dict[int, _segment.Segment] = {}
+        """Live segments in id (= age) order."""
+        self._next_id = 1
+        self._disk_bytes = 0
+        self._reserved = 0
+        """Bytes of admitted pushes not yet on disk."""
+        self._closed = False
+        # writer
+        self._active: _segment.Segment | None = None
+        self._pending: list[_Pending] = []
+        self._writing: list[_Pending] = []
+        self._writer_wake: asyncio.Future[None] | None = None
+        self._space_waiters: list[asyncio.Future[None]] = []
+        self._commit_waiters: list[asyncio.Future[None]] = []
+        self._threads: set[asyncio.Future[Any]] = set()
+        # reader
+        self._rseg: _segment.Segment | None = None
+        self._rlast = 0
+        """Id of the last segment the reader finished (or saw deleted)."""
+        self._rfd: int | None = None
+        self._roff = 0
+        self._rbuf = b""
+        self._rpos = 0
+        self._ridx = 0
+        self._rskip = 0
+        self._pop_lock = asyncio.Lock()
+        self._data_waiter: asyncio.Future[None] | None = None
+        self._acks = _acklog.AckLog(self.directory / "acks.log")
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def disk_bytes(self) -> int:
+        """Bytes the queue holds on disk (segments, including acknowledged records)."""
+        return self._disk_bytes
+
+    async def push(self, batch: core.Batch) -> None:
+        """Append ``batch`` durably, then settle it as delivered.
+
+        Waits for space under the ``block`` policy. Raises ``RuntimeError`` when the queue
+        is not running or stops before the batch is durable (the batch stays unsettled, so
+        its producer sends it again).
+        """
+        if self.state is not core.State.RUNNING:
+            raise RuntimeError(f"disk queue {self.name} is not running")
+        if not batch.events:
+            batch.settle(core.Delivery.DELIVERED)
+            return
+        data, records = self._encoder.encode(batch.events)
+        await self._admit(len(data))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(data, records, future))
+        self._reserved += len(data)
+        _wake(self._writer_wake)
+        await future
+        batch.settle(core.Delivery.DELIVERED)
+
+    async def pop(self, max_records: int, max_bytes: int, timeout: float) -> core.Batch:
+        """The next records not handed out yet: at least one, or an empty batch on timeout.
+
+        The events share one finalizer; settling them (with any status) acknowledges them
+        in the queue. ``max_bytes`` counts encoded record bytes and is exceeded only by a
+        single record larger than it.
+        """
+        if self.state in (core.State.NEW, core.State.STOPPED):
+            raise RuntimeError(f"disk queue {self.name} is not running")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._pop_lock.acquire()
+        except TimeoutError:
+            return core.Batch()
+        try:
+            while True:
+                if self._closed:
+                    return core.Batch()
+                batch = self._take(max(1, max_records), max_bytes)
+                remaining = deadline - loop.time()
+                if batch.events or remaining <= 0:
+                    return batch
+                waiter = loop.create_future()
+                self._data_waiter = waiter
+                try:
+                    await asyncio.wait_for(waiter, remaining)
+                except TimeoutError:
+                    return core.Batch()
+                finally:
+                    self._data_waiter = None
+        finally:
+            self._pop_lock.release()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _on_start(self) -> None:
+        await asyncio.to_thread(self._recover)
+        self.spawn("writer", self._write_loop())
+        self.spawn("acks", self._ack_loop())
+
+    async def _on_drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending or self._writing:
+            waiter = loop.create_future()
+            self._commit_waiters.append(waiter)
+            await waiter
+
+    async def _on_close(self) -> None:
+        self._closed = True
+        stopped = RuntimeError(f"disk queue {self.name} stopped before the batch was durable")
+        for item in self._writing + self._pending:
+            if not item.future.done():
+                item.future.set_exception(stopped)
+        self._pending = []
+        self._wake_space()
+        _wake(self._data_waiter)
+        _wake_all(self._commit_waiters)
+        # A write or fsync may still run in a thread: never close a descriptor under it.
+        for future in list(self._threads):
+            with contextlib.suppress(BaseException):
+                await asyncio.wait([future])
+        self._writing = []
+        self._reclaim()  # a fully acknowledged last segment need not wait for the next run
+        for seg in self._segments.values():
+            _close_fd(seg.wfd)
+            seg.wfd = None
+        self._close_reader()
+        if not self._acks.closed:
+            try:
+                self._compact()
+            except OSError as exc:
+                _log.warning(
+                    "could not persist the acknowledgements of a disk queue; "
+                    "the unpersisted ones will be delivered again",
+                    extra={"queue": self.name, "error": str(exc)},
+                )
+            self._acks.close()
+
+    # ------------------------------------------------------------------ recovery
+
+    def _recover(self) -> None:
+        """Find the segments and acknowledgements a previous run left (runs in a thread)."""
+        directory = self.directory
+        directory.mkdir(parents=True, exist_ok=True)
+        for tmp in directory.glob("*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        found = sorted(
+            (sid, path)
+            for path in directory.iterdir()
+            if (sid := _segment.parse_segment_id(path)) is not None
+        )
+        highest = 0
+        for sid, path in found:
+            highest = max(highest, sid)
+            seg = self._recover_segment(sid, path)
+            if seg is not None:
+                self._segments[sid] = seg
+                self._disk_bytes += seg.size
+        entries, torn = _acklog.read_entries(self._acks.path)
+        if torn:
+            _log.warning(
+                "the acknowledgement log of a disk queue ends with a torn entry; "
+                "it is ignored and its records will be delivered again",
+                extra={"queue": self.name, "path": str(self._acks.path)},
+            )
+        for sid, start, end in entries:
+            highest = max(highest, sid)
+            seg = self._segments.get(sid)
+            if seg is not None:
+                seg.add_ack(start, end)
+        for seg in self._segments.values():
+            seg.skip = [list(r) for r in seg.acked]
+        # Ids never go back, even past segments deleted after their last acknowledgement:
+        # an old entry must never match a new segment.
+        self._next_id = highest + 1
+        self._compact()
+        self._gauge.set(self._disk_bytes)
+        if self._segments:
+            _log.info(
+                "disk queue recovered",
+                extra={
+                    "queue": self.name,
+                    "segments": len(self._segments),
+                    "bytes": self._disk_bytes,
+                },
+            )
+
+    def _recover_segment(self, sid: int, path: Path) -> _segment.Segment | None:
+        try:
+            size = path.stat().st_size
+            with path.open("rb") as file:
+                magic = file.read(_segment.HEADER_SIZE)
+        except OSError as exc:
+            _log.warning(
+                "unreadable disk queue segment skipped",
+                extra={"queue": self.name, "path": str(path), "error": str(exc)},
+            )
+            metrics.DROPPED.labels(reason=_REASON_CORRUPT).inc()
+            return None
+        if size <= _segment.HEADER_SIZE or magic != _segment.MAGIC:
+            # The magic and the first frames are one write: a file this short holds no
+            # record (a crash while creating it); a wrong magic is not ours to read.
+            if size > _segment.HEADER_SIZE:
+                _log.warning(
+                    "disk queue segment with a bad header skipped and deleted",
+                    extra={"queue": self.name, "path": str(path), "bytes": size},
+                )
+                metrics.DROPPED.labels(reason=_REASON_CORRUPT).inc()
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+        seg = _segment.Segment(sid, path, recovered=True)
+        seg.size = size
+        seg.planned_bytes = size
+        return seg
+
+    # ------------------------------------------------------------------ admission
+
+    def _fits(self, need: int) -> bool:
+        return self._disk_bytes + self._reserved + need <= self._max_bytes
+
+    async def _admit(self, need: int) -> None:
+        """Wait for (``block``) or make (``drop_oldest``) room for ``need`` bytes."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self.state is not core.State.RUNNING or self._closed:
+                raise RuntimeError(f"disk queue {self.name} is not running")
+            if self._fits(need):
+                return
+            if self._drop_oldest:
+                self._drop_for(need)
+                return
+            self._reclaim()
+            if self._fits(need) or self._disk_bytes + self._reserved == 0:
+                return
+            waiter = loop.create_future()
+            self._space_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._space_waiters:
+                    self._space_waiters.remove(waiter)
+
+    def _reclaim(self) -> None:
+        """Free what is fully acknowledged, including the segment being written."""
+        self._advance_reader()
+        seg = self._active
+        if (
+            seg is not None
+            and not self._writing
+            and seg.inflight == 0
+            and seg is self._rseg
+            and self._reader_drained(seg)
+            and seg.acked_through(seg.records)
+        ):
+            self._retire_active()
+            self._advance_reader()
+
+    def _drop_for(self, need: int) -> None:
+        """``drop_oldest``: delete the oldest segments until ``need`` bytes fit."""
+        while not self._fits(need):
+            victim = next(iter(self._segments.values()), None)
+            if victim is None or victim.size == 0:
+                return
+            if victim is self._active:
+                if self._writing:
+                    return  # one group in flight: accept passing the bound by it
+                self._retire_active()
+            lost = self._unread(victim)
+            self._delete(victim)
+            if lost:
+                metrics.DROPPED.labels(reason=_REASON_FULL).inc(lost)
+            _log.warning(
+                "disk queue full; dropped its oldest segment",
+                extra={
+                    "queue": self.name,
+                    "segment": victim.id,
+                    "records_dropped": lost,
+                    "max_bytes": self._max_bytes,
+                },
+            )
+
+    def _unread(self, seg: _segment.Segment) -> int:
+        """Records of ``seg`` never handed out and not acknowledged."""
+        if seg.total is not None:
+            return 0
+        if seg.recovered:
+            try:
+                total = _segment.count_frames(seg.path, seg.size)
+            except OSError:
+                return 0
+        else:
+            total = seg.planned
+        start = self._ridx if seg is self._rseg else 0
+        return max(0, total - start - seg.acked_between(start, total))
+
+    def _wake_space(self) -> None:
+        waiters, self._space_waiters = self._space_waiters, []
+        _wake_all(waiters)
+
+    # ------------------------------------------------------------------ writer
+
+    def _plan(self, group: list[_Pending]) -> tuple[list[_Write], list[_segment.Segment]]:
+        writes: list[_Write] = []
+        retired: list[_segment.Segment] = []
+        for item in group:
+            seg = self._active
+            size = len(item.data)
+            if seg is None or (
+                seg.planned_bytes > _segment.HEADER_SIZE
+                and seg.planned_bytes + size > self._segment_limit
+            ):
+                if seg is not None:
+                    seg.sealed = True
+                    retired.append(seg)
+                seg = _segment.Segment(
+                    self._next_id, _segment.segment_path(self.directory, self._next_id)
+                )
+                self._next_id += 1
+                self._segments[seg.id] = seg
+                self._active = seg
+                writes.append(_Write(seg, create=True))
+            elif not writes or writes[-1].segment is not seg:
+                writes.append(_Write(seg, create=False))
+            write = writes[-1]
+            write.items.append(item)
+            write.nbytes += size
+            write.records += item.records
+            seg.planned_bytes += size
+            seg.planned += item.records
+        for write in writes:
+            write.segment.inflight += 1
+        return writes, retired
+
+    @staticmethod
+    def _io(writes: list[_Write], retired: list[_segment.Segment], directory: Path) -> None:
+        """Write and ``fsync`` one group (runs in a thread; touches only these segments)."""
+        created = False
+        for write in writes:
+            seg = write.segment
+            data = b"".join(item.data for item in write.items)
+            if write.create:
+                seg.wfd = os.open(
+                    seg.path,
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC,
+                    0o640,
+                )
+                data = _segment.MAGIC + data
+                created = True
+            assert seg.wfd is not None
+            _write_all(seg.wfd, data)
+            os.fsync(seg.wfd)
+        for seg in retired:
+            if seg.wfd is not None:
+                _close_fd(seg.wfd)
+                seg.wfd = None
+        if created:
+            _acklog.fsync_directory(directory)
+
+    @staticmethod
+    def _abandon(writes: list[_Write]) -> None:
+        """After a failed group: cut each segment back to its durable end and close it."""
+        for write in writes:
+            seg = write.segment
+            if seg.wfd is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(seg.wfd, seg.size)
+                _close_fd(seg.wfd)
+                seg.wfd = None
+            if seg.size == 0:
+                with contextlib.suppress(OSError):
+                    seg.path.unlink()
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = 0.1
+        while True:
+            if not self._pending:
+                self._writer_wake = loop.create_future()
+                try:
+                    await self._writer_wake
+                finally:
+                    self._writer_wake = None
+                continue
+            group, self._pending = self._pending, []
+            self._writing = group
+            writes, retired = self._plan(group)
+            try:
+                await self._in_thread(self._io, writes, retired, self.directory)
+            except OSError as exc:
+                _log.warning(
+                    "disk queue write failed; retrying in a new segment",
+                    extra={"queue": self.name, "error": str(exc), "retry_in_s": backoff},
+                )
+                await self._in_thread(self._abandon, writes)
+                self._undo(writes)
+                self._writing = []
+                self._pending[:0] = group
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+                continue
+            backoff = 0.1
+            self._writing = []
+            self._commit(writes)
+
+    def _undo(self, writes: list[_Write]) -> None:
+        for write in writes:
+            seg = write.segment
+            seg.inflight -= 1
+            seg.planned_bytes -= write.nbytes
+            seg.planned -= write.records
+            if seg is self._active:
+                self._active = None
+            seg.sealed = True
+            if seg.size == 0 and not seg.deleted:
+                seg.deleted = True
+                self._segments.pop(seg.id, None)
+
+    def _commit(self, writes: list[_Write]) -> None:
+        for write in writes:
+            seg = write.segment
+            seg.inflight -= 1
+            self._reserved -= write.nbytes
+            if not seg.deleted:
+                added = write.nbytes + (_segment.HEADER_SIZE if write.create else 0)
+                seg.size += added
+                seg.records += write.records
+                self._disk_bytes += added
+            if seg.wfd is not None and seg is not self._active:
+                _close_fd(seg.wfd)  # retired or dropped while this write was in flight
+                seg.wfd = None
+            for item in write.items:
+                if not item.future.done():
+                    item.future.set_result(None)
+        self._gauge.set(self._disk_bytes)
+        self._advance_reader()
+        _wake(self._data_waiter)
+        _wake_all(self._commit_waiters)
+        self._commit_waiters = []
+        if self._space_waiters:
+            self._wake_space()
+
+    def _retire_active(self) -> None:
+        """Seal the segment being written; the next push starts a new one."""
+        seg = self._active
+        if seg is None:
+            return
+        self._active = None
+        seg.sealed = True
+        if not self._writing and seg.wfd is not None:
+            _close_fd(seg.wfd)
+            seg.wfd = None
+
+    # ------------------------------------------------------------------ reader
+
+    def _reader_segment(self) -> _segment.Segment | None:
+        seg = self._rseg
+        if seg is not None:
+            if not seg.deleted:
+                return seg
+            self._close_reader()
+        for seg in list(self._segments.values()):
+            if seg.id <= self._rlast:
+                continue
+            if seg.size == 0:
+                return None  # its first write is still in flight
+            try:
+                self._rfd = os.open(seg.path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                _log.warning(
+                    "disk queue segment vanished; skipped",
+                    extra={"queue": self.name, "path": str(seg.path), "error": str(exc)},
+                )
+                metrics.DROPPED.labels(reason=_REASON_CORRUPT).inc()
+                self._rlast = seg.id
+                self._delete(seg)
+                continue
+            self._rseg = seg
+            self._roff = _segment.HEADER_SIZE
+            self._rbuf = b""
+            self._rpos = 0
+            self._ridx = 0
+            self._rskip = 0
+            return seg
+        return None
+
+    def _close_reader(self) -> None:
+        if self._rseg is not None:
+            self._rlast = max(self._rlast, self._rseg.id)
+        _close_fd(self._rfd)
+        self._rfd = None
+        self._rseg = None
+        self._rbuf = b""
+        self._rpos = 0
+
+    def _reader_drained(self, seg: _segment.Segment) -> bool:
+        return self._roff >= seg.size and self._rpos >= len(self._rbuf)
+
+    def _advance_reader(self) -> None:
+        """Finish the reader's segment if it is complete and fully read."""
+        seg = self._rseg
+        if (
+            seg is not None
+            and not seg.deleted
+            and seg.sealed
+            and seg.inflight == 0
+            and self._reader_drained(seg)
+        ):
+            self._finish_reader_segment(seg)
+
+    def _finish_reader_segment(self, seg: _segment.Segment) -> None:
+        seg.total = self._ridx
+        seg.skip = []
+        self._close_reader()
+        self._maybe_delete(seg)
+
+    def _take(self, max_records: int, max_bytes: int) -> core.Batch:
+        ranges: list[tuple[int, int, int]] = []
+        take = _Take(
+            core.Finalizer(functools.partial(self._on_ack, ranges)), max_records, max_bytes
+        )
+        while not take.full:
+            seg = self._reader_segment()
+            if seg is None:
+                break
+            first = self._ridx
+            ended = self._decode(seg, take)
+            if self._ridx > first:
+                ranges.append((seg.id, first, self._ridx))
+            if not ended:
+                break
+            self._finish_reader_segment(seg)
+            take.full = take.full or take.nbytes >= take.max_bytes
+        if take.events:
+            take.fin.add(len(take.events))
+            take.fin.seal()
+        return core.Batch(take.events)
+
+    def _decode(self, seg: _segment.Segment, take: _Take) -> bool:
+        """Decode frames of ``seg`` into ``take``; True when the segment ended.
+
+        "Ended" means the segment is complete and fully read, or the rest of it is corrupt.
+        This is the pop hot path: one loop, locals only.
+        """
+        buf, pos, idx = self._rbuf, self._rpos, self._ridx
+        size, skip, ended = len(buf), seg.skip, False
+        header, crc32, unpackb, event = _FRAME_HEADER, zlib.crc32, msgpack.unpackb, core.Event
+        events, fin, nbytes, max_bytes = take.events, take.fin, take.nbytes, take.max_bytes
+        append, room = events.append, take.max_records - len(events)
+        while room > 0:
+            avail = size - pos
+            if avail >= _FRAME_SIZE:
+                length, crc = header(buf, pos)
+                end = pos + _FRAME_SIZE + length
+                if end <= size:
+                    if nbytes + length > max_bytes and events:
+                        break
+                    payload = buf[pos + _FRAME_SIZE : end]
+                    if crc32(payload) != crc or not length:
+                        self._corrupt(seg, self._roff - avail, "checksum mismatch")
+                        buf, pos, ended = b"", 0, True
+                        break
+                    pos = end
+                    idx += 1
+                    if skip and self._skipped(skip, idx - 1):
+                        continue
+                    try:
+                        tag, time_ns, record = unpackb(payload, raw=False, strict_map_key=False)
+                    except Exception as exc:  # noqa: BLE001 - any undecodable payload
+                        self._undecodable(seg, exc)
+                        continue
+                    append(event(tag, time_ns, record, fin, length))
+                    nbytes += length
+                    room -= 1
+                    continue
+                missing = end - size
+            else:
+                missing = _FRAME_SIZE - avail
+            more = self._read_more(seg, missing)
+            if not more:
+                ended = self._at_durable_end(seg, more, avail)
+                if ended:
+                    buf, pos = b"", 0
+                break
+            buf = buf[pos:] + more if avail else more
+            pos = 0
+            size = len(buf)
+        else:
+            take.full = True
+        take.nbytes = nbytes
+        self._rbuf, self._rpos, self._ridx = buf, pos, idx
+        return ended
+
+    def _at_durable_end(self, seg: _segment.Segment, more: bytes | None, avail: int) -> bool:
+        """Nothing more to read now: True if the segment ended (complete, or corrupt)."""
+        if more is None and avail == 0:
+            return seg.sealed and seg.inflight == 0  # else: wait for the writer
+        if more is None:
+            # Writes are whole frames: a frame cut at the durable end is torn.
+            self._corrupt(seg, self._roff - avail, "truncated record")
+        return True
+
+    def _read_more(self, seg: _segment.Segment, missing: int) -> bytes | None:
+        """The next durable bytes of ``seg`` (at least ``missing``); None when there are
+        none now, ``b""`` when the segment is corrupt from here (counted)."""
+        left = seg.size - self._roff
+        if left <= 0:
+            return None
+        if left < missing:
+            self._corrupt(seg, self._roff, "truncated record")
+            return b""
+        assert self._rfd is not None
+        try:
+            chunk = os.pread(self._rfd, min(left, max(_READ_AHEAD, missing)), self._roff)
+        except OSError as exc:
+            self._corrupt(seg, self._roff, f"read failed: {exc}")
+            return b""
+        if len(chunk) < missing:
+            self._corrupt(seg, self._roff, "segment shorter than expected")
+            return b""
+        self._roff += len(chunk)
+        return chunk
+
+    def _skipped(self, skip: list[list[int]], index: int) -> bool:
+        """Record ``index`` was acknowledged before a restart (the reader moves forward)."""
+        ski = self._rskip
+        while ski < len(skip) and skip[ski][1] <= index:
+            ski += 1
+        self._rskip = ski
+        return ski < len(skip) and skip[ski][0] <= index
+
+    def _corrupt(self, seg: _segment.Segment, offset: int, why: str) -> None:
+        metrics.DROPPED.labels(reason=_REASON_CORRUPT).inc()
+        _log.warning(
+            "corrupt or torn record in a disk queue; skipping the rest of its segment",
+            extra={"queue": self.name, "path": str(seg.path), "offset": offset, "reason": why},
+        )
+        if seg is self._active:
+            self._retire_active()
+        self._roff = seg.size  # nothing past this point is read: the segment ends here
+
+    def _undecodable(self, seg: _segment.Segment, exc: Exception) -> None:
+        metrics.DROPPED.labels(reason=_REASON_CORRUPT).inc()
+        _log.warning(
+            "undecodable record in a disk queue skipped",
+            extra={"queue": self.name, "path": str(seg.path), "error": repr(exc)},
+        )
+
+    # ------------------------------------------------------------------ acknowledgements
+
+    def _on_ack(self, ranges: list[tuple[int, int, int]], _status: core.Delivery) -> None:
+        """A popped batch was settled: persist and apply its acknowledgement."""
+        if self._acks.closed:
+            return  # stopped: these records will be delivered again (at-least-once)
+        try:
+            self._acks.append(ranges)
+        except OSError as exc:
+            _log.warning(
+                "could not log a disk queue acknowledgement; its records may be resent",
+                extra={"queue": self.name, "error": str(exc)},
+            )
+        for sid, start, end in ranges:
+            seg = self._segments.get(sid)
+            if seg is None:
+                continue  # deleted already (dropped, or acknowledged twice)
+            seg.add_ack(start, end)
+            if seg is self._rseg:
+                self._advance_reader()
+            else:
+                self._maybe_delete(seg)
+        if self._space_waiters:
+            self._wake_space()
+
+    def _maybe_delete(self, seg: _segment.Segment) -> None:
+        if not seg.deleted and seg.total is not None and seg.acked_through(seg.total):
+            self._delete(seg)
+
+    def _delete(self, seg: _segment.Segment) -> None:
+        seg.deleted = True
+        self._segments.pop(seg.id, None)
+        self._disk_bytes -= seg.size
+        if seg is self._active:
+            self._active = None
+        if seg is self._rseg:
+            self._close_reader()
+        if seg.wfd is not None and not self._writing:
+            _close_fd(seg.wfd)
+            seg.wfd = None
+        try:
+            seg.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            _log.warning(
+                "could not delete a disk queue segment",
+                extra={"queue": self.name, "path": str(seg.path), "error": str(exc)},
+            )
+        self._gauge.set(self._disk_bytes)
+        if self._space_waiters:
+            self._wake_space()
+
+    def _compact(self) -> None:
+        self._acks.rewrite(
+            (seg.id, start, end) for seg in self._segments.values() for start, end in seg.acked
+        )
+
+    async def _ack_loop(self) -> None:
+        """``fsync`` the acknowledgement log now and then; rewrite it when it grew."""
+        while True:
+            await asyncio.sleep(_ACK_SYNC_INTERVAL)
+            try:
+                if self._acks.size > _ACK_COMPACT_BYTES:
+                    self._compact()
+                elif self._acks.dirty and (fd := self._acks.fileno()) is not None:
+                    self._acks.dirty = False
+                    await self._in_thread(os.fsync, fd)
+            except OSError as exc:
+                _log.warning(
+                    "could not sync the acknowledgement log of a disk queue",
+                    extra={"queue": self.name, "error": str(exc)},
+                )
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _in_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn`` in a thread; if we are cancelled, the thread's work still completes
+        and ``_on_close`` waits for it before closing descriptors."""
+        future = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        self._threads.add(future)
+        future.add_done_callback(_forget_thread(self._threads))
+        return await asyncio.shield(future)
+
+
+def _forget_thread(threads: set[asyncio.Future[Any]]) -> Callable[[asyncio.Future[Any]], None]:
+    def done(future: asyncio.Future[Any]) -> None:
+        threads.discard(future)
+        if not future.cancelled():
+            future.exception()  # retrieved: a write error is handled by the awaiting loop
+
+    return done
+
+
+def _wake(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
+
+
+def _wake_all(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        _wake(future)
+
+
+def _close_fd(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
