@@ -62,16 +62,31 @@ class Batch:
         self.size += event.size
 
     def settle(self, status: Delivery = Delivery.DELIVERED) -> None:
-        """Settle every event of the batch, calling each distinct finalizer once."""
+        """Settle every event of the batch, calling each distinct finalizer once.
+
+        Events of one read sit next to each other, so runs are counted first (cheap) and
+        only their totals are merged per finalizer.
+        """
         counts: dict[int, list[Any]] = {}
+        run_fin: Finalizer | None = None
+        run = 0
         for event in self.events:
             fin = event.finalizer
-            if fin is None:
+            if fin is run_fin:
+                run += 1
                 continue
-            entry = counts.get(id(fin))
-            if entry is None:
-                counts[id(fin)] = [fin, 1]
-            else:
-                entry[1] += 1
+            if run_fin is not None:
+                _add(counts, run_fin, run)
+            run_fin, run = fin, 1
+        if run_fin is not None:
+            _add(counts, run_fin, run)
         for fin, count in counts.values():
             fin.settle(status, count)
+
+
+def _add(counts: dict[int, list[Any]], fin: Finalizer, n: int) -> None:
+    entry = counts.get(id(fin))
+    if entry is None:
+        counts[id(fin)] = [fin, n]
+    else:
+        entry[1] += n

@@ -1,7 +1,7 @@
 """Running processes: the daemon, its JSON log, its metrics and health endpoints."""
 
 from kloghub.runtime import _metrics as metrics
-from kloghub.runtime._daemon import EXIT_CRASH, EXIT_OK, Daemon
+from kloghub.runtime._daemon import EXIT_CRASH, EXIT_OK, Daemon, tune_gc
 from kloghub.runtime._http import ObservabilityServer, Readiness
 from kloghub.runtime._logging import JsonFormatter, setup_logging
 
@@ -14,4 +14,5 @@ __all__ = [
     "Readiness",
     "metrics",
     "setup_logging",
+    "tune_gc",
 ]

@@ -15,16 +15,25 @@ __all__ = [
     "DEAD_LETTERED",
     "DROPPED",
     "FILES_TAILED",
+    "FORWARD_CONNECTIONS",
+    "FORWARD_DUPLICATE_CHUNKS",
+    "FORWARD_REFUSED",
+    "GZ_CONTINUATIONS",
     "LAG_BYTES",
     "LINES_READ",
     "PARSE_ERRORS",
     "POD_CACHE_SIZE",
     "READY",
     "RECORDS_ACKED",
+    "RECORDS_RECEIVED",
     "RECORDS_RETRIED",
     "RECORDS_SENT",
     "REGISTRY",
     "REQUEST_SECONDS",
+    "ROTATIONS",
+    "TAIL_PAUSED_SECONDS",
+    "TRUNCATED_LINES",
+    "TRUNCATIONS",
     "CollectorRegistry",
 ]
 
@@ -47,6 +56,35 @@ LAG_BYTES = Gauge(
 )
 POD_CACHE_SIZE = Gauge("kloghub_pod_cache_size", "Pods in the metadata cache (with tombstones).")
 READY = Gauge("kloghub_ready", "1 when the daemon is ready to accept and ship data.")
+ROTATIONS = Counter("kloghub_tail_rotations", "Tailed files renamed or deleted (rotations).")
+TRUNCATIONS = Counter(
+    "kloghub_tail_truncations", "Tailed files that shrank below the read offset (copytruncate)."
+)
+GZ_CONTINUATIONS = Counter(
+    "kloghub_tail_gz_continuations",
+    "Rotated files continued inside their gzip because they were compressed before the end.",
+)
+TRUNCATED_LINES = Counter(
+    "kloghub_truncated_lines", "Lines or joined records cut at the configured size limit."
+)
+TAIL_PAUSED_SECONDS = Counter(
+    "kloghub_tail_paused_seconds", "Time reading was paused by back-pressure from outputs."
+)
 REQUEST_SECONDS = Histogram(
     "kloghub_request_seconds", "Duration of requests to a next hop.", ["output"]
+)
+RECORDS_RECEIVED = Counter(
+    "kloghub_records_received", "Records received and stored by an input.", ["input"]
+)
+FORWARD_CONNECTIONS = Gauge(
+    "kloghub_forward_connections", "Open connections to the Forward protocol listener."
+)
+FORWARD_REFUSED = Counter(
+    "kloghub_forward_refused",
+    "Forward connections or requests refused or closed by a listener limit, by reason.",
+    ["reason"],
+)
+FORWARD_DUPLICATE_CHUNKS = Counter(
+    "kloghub_forward_duplicate_chunks",
+    "Resent Forward chunks acknowledged again without being stored twice.",
 )

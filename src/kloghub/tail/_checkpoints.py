@@ -1,0 +1,111 @@
+"""The offset database: one row per file identity, in SQLite (WAL mode).
+
+A row says how far a file was *acknowledged* downstream, never how far it was read.
+Commits are small transactions with ``synchronous=NORMAL``: a killed process (SIGKILL)
+loses nothing that was committed; a power cut may lose the last few commits, which only
+means re-sending (at-least-once), never skipping.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Checkpoint", "CheckpointStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    file_id TEXT NOT NULL,
+    fingerprint BLOB NOT NULL,
+    path TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    updated REAL NOT NULL,
+    PRIMARY KEY (dev, ino)
+)
+"""
+
+
+@dataclass
+class Checkpoint:
+    dev: int
+    ino: int
+    file_id: str
+    """Stable identity of the file's content (survives rotation and gzip), for document ids."""
+    fingerprint: bytes
+    path: str
+    offset: int
+    done: bool
+    """The file was read to its end after it was rotated or deleted."""
+
+
+class CheckpointStore:
+    """Checkpoints in ``<state_dir>/checkpoints.db``."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def all(self) -> list[Checkpoint]:
+        rows = self._db.execute(
+            "SELECT dev, ino, file_id, fingerprint, path, offset, done FROM files"
+        ).fetchall()
+        return [Checkpoint(r[0], r[1], r[2], bytes(r[3]), r[4], r[5], bool(r[6])) for r in rows]
+
+    def get(self, dev: int, ino: int) -> Checkpoint | None:
+        row = self._db.execute(
+            "SELECT dev, ino, file_id, fingerprint, path, offset, done FROM files "
+            "WHERE dev = ? AND ino = ?",
+            (dev, ino),
+        ).fetchone()
+        if row is None:
+            return None
+        return Checkpoint(row[0], row[1], row[2], bytes(row[3]), row[4], row[5], bool(row[6]))
+
+    def put(self, cp: Checkpoint) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO files (dev, ino, file_id, fingerprint, path, offset, done, "
+            "updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                cp.dev,
+                cp.ino,
+                cp.file_id,
+                cp.fingerprint,
+                cp.path,
+                cp.offset,
+                int(cp.done),
+                time.time(),
+            ),
+        )
+
+    def commit_offset(self, dev: int, ino: int, offset: int, fingerprint: bytes) -> None:
+        self._db.execute(
+            "UPDATE files SET offset = ?, fingerprint = ?, updated = ? WHERE dev = ? AND ino = ?",
+            (offset, fingerprint, time.time(), dev, ino),
+        )
+
+    def mark_done(self, dev: int, ino: int) -> None:
+        self._db.execute(
+            "UPDATE files SET done = 1, updated = ? WHERE dev = ? AND ino = ?",
+            (time.time(), dev, ino),
+        )
+
+    def forget(self, dev: int, ino: int) -> None:
+        self._db.execute("DELETE FROM files WHERE dev = ? AND ino = ?", (dev, ino))
+
+    def expire(self, older_than_s: float) -> int:
+        """Drop rows of finished files not touched for ``older_than_s`` seconds."""
+        cur = self._db.execute(
+            "DELETE FROM files WHERE done = 1 AND updated < ?", (time.time() - older_than_s,)
+        )
+        return cur.rowcount

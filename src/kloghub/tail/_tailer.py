@@ -1,0 +1,418 @@
+"""The tailer: discovery, reading, rotation, truncation, deletion and checkpoints.
+
+The tailer knows files, not Kubernetes: a source gives it :class:`FileSpec` globs and an
+``emit`` coroutine that turns parsed records into events. Every chunk of records carries
+one :class:`kloghub.core.Finalizer`; when it fires, the file's :class:`OffsetTracker`
+moves and the new committed offset is written to the checkpoint store. See DESIGN.md
+next to this file for the cases and the known limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import glob
+import gzip
+import logging
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from kloghub import config, core, parse
+from kloghub.runtime import metrics
+from kloghub.tail._checkpoints import Checkpoint, CheckpointStore
+from kloghub.tail._file import TailedFile, fingerprint_matches
+from kloghub.tail._inotify import Watcher
+from kloghub.tail._spec import FileSpec
+
+__all__ = ["Emit", "Tailer"]
+
+_log = logging.getLogger("kloghub.tail")
+
+Emit = Callable[[TailedFile, list[parse.Record], core.Finalizer], Awaitable[None]]
+"""Turns a chunk's records into events (all sharing the finalizer) and sends them on."""
+
+CHUNK_BYTES = 1024 * 1024
+_RESCAN_MIN_S = 0.25
+_FORGET_DONE_AFTER_S = 3600.0
+
+
+class Tailer(core.Service):
+    """Tails every file matched by ``specs`` and emits parsed records."""
+
+    name = "tailer"
+
+    def __init__(
+        self,
+        specs: list[FileSpec],
+        sources: config.SourcesConfig,
+        parsers: config.ParsersConfig,
+        state_dir: Path,
+        emit: Emit,
+        *,
+        supervisor: core.Supervisor | None = None,
+    ) -> None:
+        super().__init__(supervisor)
+        self.specs = specs
+        self.sources = sources
+        self.parsers = parsers
+        self.state_dir = state_dir
+        self._emit = emit
+        self.files: dict[tuple[int, int], TailedFile] = {}
+        self._store: CheckpointStore | None = None
+        self._watcher = Watcher()
+        self._last_scan = 0.0
+        self._first_scan = True
+        self.paused_seconds = 0.0
+        self.stats = {
+            "rotations": 0,
+            "truncations": 0,
+            "gz_continuations": 0,
+            "deleted_unread_bytes": 0,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _on_start(self) -> None:
+        self._store = CheckpointStore(self.state_dir / "checkpoints.db")
+        self._watcher.open()
+        self._resume_rotated()
+        self._reader = self.spawn("read-loop", self._loop())
+
+    async def _on_drain(self) -> None:
+        # Stop reading; flush what parsers hold, then wait for outstanding acknowledgements.
+        self._stopping = True
+        self._watcher.poke()
+        if self._reader is not None:
+            await asyncio.wait({self._reader})
+        for tf in list(self.files.values()):
+            await self._flush_parser(tf, force=True)
+        # Acknowledgements arrive through finalizer callbacks of other components.
+        while any(tf.tracker.in_flight for tf in self.files.values()):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+    async def _on_close(self) -> None:
+        for tf in list(self.files.values()):
+            tf.close()
+        self.files.clear()
+        self._watcher.close()
+        metrics.FILES_TAILED.set(0)
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    _stopping = False
+    _reader: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ main loop
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            now = time.monotonic()
+            if self._first_scan or now - self._last_scan >= self.sources.rescan_interval:
+                self._scan()
+            progressed = False
+            for tf in list(self.files.values()):
+                if self._stopping:
+                    return
+                progressed |= await self._read_once(tf)
+            await self._flush_timeouts()
+            self._update_gauges()
+            if progressed:
+                await asyncio.sleep(0)
+                continue
+            woke = await self._watcher.wait(self.sources.poll_interval)
+            if woke and time.monotonic() - self._last_scan >= _RESCAN_MIN_S:
+                self._scan()
+
+    async def _read_once(self, tf: TailedFile) -> bool:
+        """One chunk from ``tf``; at EOF, check for rotation, truncation and deletion."""
+        try:
+            chunk = tf.read_chunk(CHUNK_BYTES)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            _log.warning("read failed; closing file", extra={"path": tf.path, "error": str(exc)})
+            await self._finish(tf)
+            return False
+        if chunk is None:
+            await self._at_eof(tf)
+            return False
+        metrics.BYTES_READ.labels(tf.spec.kind).inc(tf.last_read)
+        if chunk.lines:
+            metrics.LINES_READ.labels(tf.spec.kind).inc(len(chunk.lines))
+            if chunk.truncated:
+                metrics.TRUNCATED_LINES.inc(len(chunk.truncated))
+            records = tf.parser.feed(
+                chunk.lines, chunk.end_offsets, time.time_ns(), chunk.truncated or None
+            )
+            await self._send(tf, records)
+        return True
+
+    async def _send(self, tf: TailedFile, records: list[parse.Record]) -> None:
+        if not records:
+            return
+        safe = tf.parser.safe_offset(tf.pos - len(tf.leftover))
+        token = tf.tracker.reserve(safe)
+        tracker = tf.tracker
+        fin = core.Finalizer(
+            lambda _status: self._acknowledged(tf, tracker, token), count=len(records)
+        )
+        started = time.monotonic()
+        await self._emit(tf, records, fin)
+        waited = time.monotonic() - started
+        if waited > 0.01:
+            self.paused_seconds += waited
+            metrics.TAIL_PAUSED_SECONDS.inc(waited)
+
+    def _acknowledged(self, tf: TailedFile, tracker: core.OffsetTracker, token: list[int]) -> None:
+        if tracker is not tf.tracker:
+            return  # acknowledgement of data from before a truncation
+        if tracker.acknowledge(token) and self._store is not None:
+            self._store.commit_offset(tf.dev, tf.ino, tracker.committed, tf.fingerprint)
+            if tf.closed and tf.final_offset is not None and tracker.in_flight == 0:
+                self._store.mark_done(tf.dev, tf.ino)
+
+    async def _flush_parser(self, tf: TailedFile, force: bool) -> None:
+        records = tf.parser.flush(time.time_ns(), force=force)
+        await self._send(tf, records)
+
+    async def _flush_timeouts(self) -> None:
+        for tf in list(self.files.values()):
+            await self._flush_parser(tf, force=False)
+
+    # ------------------------------------------------------------------ end of data
+
+    async def _at_eof(self, tf: TailedFile) -> None:
+        if tf.compressed:
+            await self._finish(tf)
+            return
+        size = tf.size()
+        if size < tf.pos:
+            self._truncated(tf, size)
+            return
+        if not tf.detached:
+            try:
+                st = os.stat(tf.path)
+                moved = (st.st_dev, st.st_ino) != (tf.dev, tf.ino)
+            except FileNotFoundError:
+                moved = True
+            except OSError:
+                moved = False
+            if not moved:
+                return
+            tf.detached = True
+            tf.detached_at = time.monotonic()
+            self.stats["rotations"] += 1
+            metrics.ROTATIONS.inc()
+            # One more read: data written between the last read and the rename.
+            return
+        await self._finish(tf)
+
+    def _truncated(self, tf: TailedFile, size: int) -> None:
+        _log.info(
+            "file truncated; reading it again from the start",
+            extra={"path": tf.path, "offset": tf.pos, "size": size},
+        )
+        self.stats["truncations"] += 1
+        metrics.TRUNCATIONS.inc()
+        tf.rewind()
+        tf.parser = parse.Parser(tf.spec.fmt, self.parsers, self.parsers.multiline)
+        if self._store is not None:
+            self._store.commit_offset(tf.dev, tf.ino, 0, tf.fingerprint)
+
+    async def _finish(self, tf: TailedFile) -> None:
+        """Read to the end after rotation/deletion: flush the parser and close."""
+        await self._flush_parser(tf, force=True)
+        tf.close()
+        self.files.pop((tf.dev, tf.ino), None)
+        if self._store is not None and tf.tracker.in_flight == 0:
+            self._store.mark_done(tf.dev, tf.ino)
+
+    # ------------------------------------------------------------------ discovery
+
+    def _scan(self) -> None:
+        self._last_scan = time.monotonic()
+        first = self._first_scan
+        self._first_scan = False
+        seen: set[tuple[int, int]] = set()
+        for spec in self.specs:
+            for pattern in spec.include:
+                base = _static_dir(pattern)
+                if base:
+                    self._watcher.watch_dir(base)
+                for found in glob.glob(pattern):
+                    if spec.excluded(found):
+                        continue
+                    real = os.path.realpath(found)
+                    if spec.excluded(real):
+                        continue
+                    try:
+                        st = os.stat(real)
+                    except OSError:
+                        continue
+                    if not _is_regular(st.st_mode):
+                        continue
+                    key = (st.st_dev, st.st_ino)
+                    seen.add(key)
+                    tf = self.files.get(key)
+                    if tf is not None:
+                        continue
+                    if len(self.files) >= self.sources.max_open_files:
+                        continue
+                    self._open(spec, real, st, first, found)
+        self._close_stale_deleted()
+        self._watcher.forget_missing()
+        if self._store is not None:
+            self._store.expire(_FORGET_DONE_AFTER_S)
+
+    def _open(
+        self, spec: FileSpec, path: str, st: os.stat_result, first_scan: bool, found: str
+    ) -> None:
+        assert self._store is not None
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - the TailedFile owns and closes it
+        except OSError as exc:
+            _log.warning("cannot open file", extra={"path": path, "error": str(exc)})
+            return
+        fp = handle.read(self.sources.fingerprint_bytes)
+        cp = self._store.get(st.st_dev, st.st_ino)
+        if cp is not None and fingerprint_matches(cp.fingerprint, fp):
+            offset, file_id = cp.offset, cp.file_id
+        else:
+            if cp is not None:
+                _log.info("inode reused by a new file", extra={"path": path})
+            from_tail = spec.read_from == "tail" and first_scan
+            offset = st.st_size if from_tail else 0
+            file_id = uuid.uuid4().hex[:16]
+        current = Checkpoint(st.st_dev, st.st_ino, file_id, fp, path, offset, done=False)
+        if current != cp:
+            self._store.put(current)
+        handle.seek(offset)
+        self._watcher.watch_dir(os.path.dirname(path))
+        tf = self._track(spec, path, handle, current, compressed=False)
+        tf.discovered_as = found
+
+    def _track(
+        self, spec: FileSpec, path: str, handle: object, cp: Checkpoint, *, compressed: bool
+    ) -> TailedFile:
+        tf = TailedFile(
+            spec,
+            path,
+            handle,  # type: ignore[arg-type]
+            dev=cp.dev,
+            ino=cp.ino,
+            file_id=cp.file_id,
+            fingerprint=cp.fingerprint,
+            offset=cp.offset,
+            parser=parse.Parser(spec.fmt, self.parsers, self.parsers.multiline),
+            max_line_bytes=int(self.parsers.max_line_bytes),
+            compressed=compressed,
+        )
+        self.files[(cp.dev, cp.ino)] = tf
+        metrics.FILES_TAILED.set(len(self.files))
+        return tf
+
+    def _close_stale_deleted(self) -> None:
+        """Never hold a deleted file open past ``close_deleted_after`` (disks fill up)."""
+        limit = self.sources.close_deleted_after
+        now = time.monotonic()
+        for tf in list(self.files.values()):
+            if tf.detached and tf.detached_at is not None and now - tf.detached_at > limit:
+                try:
+                    exists = os.path.exists(f"/proc/self/fd/{tf.handle.fileno()}")
+                except ValueError:
+                    exists = False
+                unread = max(0, tf.size() - tf.pos) if exists else 0
+                if unread:
+                    self.stats["deleted_unread_bytes"] += unread
+                    metrics.DROPPED.labels("deleted_unread").inc()
+                    _log.warning(
+                        "closing a rotated or deleted file before its end",
+                        extra={"path": tf.path, "unread_bytes": unread},
+                    )
+                tf.close()
+                self.files.pop((tf.dev, tf.ino), None)
+
+    def _resume_rotated(self) -> None:
+        """After a restart: continue files rotated away (renamed or gzipped) while down."""
+        assert self._store is not None
+        for cp in self._store.all():
+            if cp.done:
+                continue
+            try:
+                st = os.stat(cp.path)
+                if (st.st_dev, st.st_ino) == (cp.dev, cp.ino):
+                    continue  # still in place; discovery resumes it
+            except OSError:
+                pass
+            spec = self._spec_for(cp.path)
+            if spec is None or not self._continue_from_sibling(spec, cp):
+                _log.warning(
+                    "file rotated away before it was read to its end",
+                    extra={"path": cp.path, "offset": cp.offset},
+                )
+                metrics.DROPPED.labels("rotated_unread").inc()
+                self._store.mark_done(cp.dev, cp.ino)
+
+    def _continue_from_sibling(self, spec: FileSpec, cp: Checkpoint) -> bool:
+        for sibling in sorted(glob.glob(glob.escape(cp.path) + ".*")):
+            try:
+                if sibling.endswith(".gz"):
+                    gz = gzip.open(sibling, "rb")  # noqa: SIM115 - owned by the TailedFile
+                    head = gz.read(len(cp.fingerprint))
+                    if not cp.fingerprint or not fingerprint_matches(cp.fingerprint, head):
+                        gz.close()
+                        continue
+                    gz.seek(cp.offset)
+                    self.stats["gz_continuations"] += 1
+                    metrics.GZ_CONTINUATIONS.inc()
+                    _log.info(
+                        "continuing a rotated file inside its gzip",
+                        extra={"path": sibling, "offset": cp.offset},
+                    )
+                    self._track(spec, sibling, gz, cp, compressed=True)
+                    return True
+                st = os.stat(sibling)
+                if (st.st_dev, st.st_ino) != (cp.dev, cp.ino):
+                    continue
+                handle = open(sibling, "rb")  # noqa: SIM115
+                handle.seek(cp.offset)
+                tf = self._track(spec, sibling, handle, cp, compressed=False)
+            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+                _log.warning("cannot read rotated file", extra={"path": sibling, "error": str(exc)})
+                continue
+            tf.detached = True
+            tf.detached_at = time.monotonic()
+            return True
+        return False
+
+    def _spec_for(self, path: str) -> FileSpec | None:
+        for spec in self.specs:
+            if any(fnmatch.fnmatchcase(path, pat) for pat in spec.include):
+                return spec
+        return self.specs[0] if self.specs else None
+
+    def _update_gauges(self) -> None:
+        lag = 0
+        for tf in self.files.values():
+            lag += max(0, tf.size() - tf.committed)
+        metrics.LAG_BYTES.set(lag)
+
+
+def _static_dir(pattern: str) -> str:
+    """The longest directory prefix of a glob without wildcards."""
+    parts = pattern.split("/")
+    static = []
+    for part in parts[:-1]:
+        if any(ch in part for ch in "*?["):
+            break
+        static.append(part)
+    path = "/".join(static)
+    return path if path and os.path.isdir(path) else ""
+
+
+def _is_regular(mode: int) -> bool:
+    import stat
+
+    return stat.S_ISREG(mode)
