@@ -272,8 +272,17 @@ def _collector(_args: argparse.Namespace, settings: config.Settings) -> int:
     )
 
 
-def _agent(_args: argparse.Namespace, _settings: config.Settings) -> int:
-    return _unavailable("the agent's tailing engine", "issue #3")
+def _agent(_args: argparse.Namespace, settings: config.Settings) -> int:
+    import asyncio
+
+    from kloghub import agent, runtime
+
+    runtime.setup_logging(settings.agent.log_level)
+    try:
+        daemon = agent.build(settings.agent)
+    except core.ConfigError as error:
+        return _report(error)
+    return asyncio.run(daemon.run())
 
 
 def _search(_args: argparse.Namespace, _settings: config.Settings) -> int:
