@@ -1,0 +1,22 @@
+"""Agent → collector transport: the Fluentd Forward Protocol v1 (client, server, codec).
+
+``ForwardOutput`` is the agent's ``forward://`` / ``forward+tls://`` output;
+``ForwardServer`` is the collector's listener, acknowledging a chunk only once ``deliver``
+stored it. The codec in ``protocol`` is shared by both and by tests.
+"""
+
+from kloghub.transport import _protocol as protocol
+from kloghub.transport._client import ForwardOutput, client_ssl_context
+from kloghub.transport._protocol import FrameTooLargeError, ProtocolError
+from kloghub.transport._server import Deliver, ForwardServer, server_ssl_context
+
+__all__ = [
+    "Deliver",
+    "ForwardOutput",
+    "ForwardServer",
+    "FrameTooLargeError",
+    "ProtocolError",
+    "client_ssl_context",
+    "protocol",
+    "server_ssl_context",
+]
