@@ -7,13 +7,15 @@ work and to check that the work was handed on. Add every new component here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from kloghub import core, outputs, runtime
+from kloghub import buffer, config, core, outputs, runtime, transport
 
 
 @dataclass
@@ -48,14 +50,127 @@ def _http_server(_tmp_path: Path) -> Harness:
     return Harness(runtime.ObservabilityServer("127.0.0.1:0", runtime.Readiness()))
 
 
+def _disk_queue(tmp_path: Path) -> Harness:
+    queue = buffer.DiskQueue(tmp_path / "queue", config.QueueConfig(), "lifecycle")
+    pushes: list[asyncio.Task[None]] = []
+
+    async def give_work() -> list[core.Delivery]:
+        # Pushes still in flight when stop begins: the drain must make them durable.
+        seen: list[core.Delivery] = []
+        fin = core.Finalizer(seen.append, count=100)
+        for start in range(0, 100, 10):
+            batch = core.Batch(
+                core.Event("kube.ns.pod.c", i, {"log": f"line {i}"}, fin)
+                for i in range(start, start + 10)
+            )
+            pushes.append(asyncio.get_running_loop().create_task(queue.push(batch)))
+        await asyncio.sleep(0)
+        return seen
+
+    return Harness(queue, give_work)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _forward_output(_tmp_path: Path) -> Harness:
+    port = _free_port()
+    out = transport.ForwardOutput(
+        config.OutputConfig(
+            url=f"forward://127.0.0.1:{port}",
+            flush_interval=3600,  # only the drain sends: the work really is in hand
+            retry=config.RetryConfig(initial_backoff=0.05, max_backoff=0.2),
+        )
+    )
+
+    async def give_work() -> list[core.Delivery]:
+        # A minimal Forward peer that acks every chunk; it stops listening once all is
+        # settled (its connection ends when the output closes it).
+        seen: list[core.Delivery] = []
+
+        async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            decoder = transport.protocol.StreamDecoder(1 << 20)
+            try:
+                while data := await reader.read(65536):
+                    decoder.feed(data)
+                    for value, size in decoder.frames():
+                        request = transport.protocol.decode_request(value, size, 1 << 20)
+                        if request is not None and request.chunk is not None:
+                            writer.write(transport.protocol.encode_ack(request.chunk))
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(peer, "127.0.0.1", port)
+
+        def settled(status: core.Delivery) -> None:
+            seen.append(status)
+            server.close()
+
+        fin = core.Finalizer(settled, count=100)
+        for start in range(0, 100, 10):
+            await out.send(
+                core.Batch(
+                    core.Event(f"kube.ns.pod.c{i % 3}", i, {"log": f"line {i}"}, fin)
+                    for i in range(start, start + 10)
+                )
+            )
+        return seen
+
+    return Harness(out, give_work)
+
+
+def _forward_server(_tmp_path: Path) -> Harness:
+    seen: list[core.Delivery] = []
+    fin = core.Finalizer(seen.append, count=1)
+    storing = asyncio.Event()
+
+    async def deliver(batch: core.Batch) -> None:
+        storing.set()
+        await asyncio.sleep(0.2)  # still storing when stop begins
+        for event in batch:
+            event.finalizer = fin
+        batch.settle(core.Delivery.DELIVERED)
+
+    server = transport.ForwardServer("127.0.0.1:0", config.ListenerConfig(), deliver)
+
+    async def give_work() -> list[core.Delivery]:
+        # A request whose storage is under way when stop begins: the drain must finish it.
+        host, port = server.address
+        entry = transport.protocol.pack_entry(transport.protocol.new_packer(), 1, {"log": "x"})
+        request = transport.protocol.encode_packed_forward("t", entry, 1, "lifecycle")
+
+        async def client() -> None:
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(request)
+                while await reader.read(65536):
+                    pass
+            finally:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+
+        asyncio.get_running_loop().create_task(client())
+        await storing.wait()
+        return seen
+
+    return Harness(server, give_work)
+
+
 COMPONENTS: dict[str, Callable[[Path], Harness]] = {
+    "forward-output": _forward_output,
+    "forward-server": _forward_server,
+    "disk-queue": _disk_queue,
     "file-output": _file_output,
     "stdout-output": _stdout_output,
     "observability-server": _http_server,
 }
 
 
-HOLDING_WORK = ["file-output"]
+HOLDING_WORK = ["disk-queue", "file-output", "forward-output", "forward-server"]
 """The components that accept work, for the drain test."""
 
 

@@ -1,25 +1,37 @@
-"""The agent process: sources → (buffer) → output, run by the daemon."""
+"""The agent process: source → (disk buffer → pump) → output, run by the daemon.
+
+- ``forward://`` outputs (one or several upstreams, load-balanced with failover) go
+  through the disk buffer in ``<state_dir>/buffer``: the tailer's checkpoints move once
+  records are durable there, so logs the kubelet rotates away while the collector is down
+  are kept (up to ``buffer.max_bytes``, then ``buffer.when_full``).
+- ``file:`` and ``stdout:`` are local and acknowledge after writing: no buffer.
+
+Components start in dependency order and stop in reverse, so that the source stops
+reading first and the buffer closes last, after the output's final acknowledgements.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from kloghub import config, core, outputs, runtime, sources
+from kloghub import buffer, config, core, outputs, runtime, sources, transport
 
 __all__ = ["build"]
 
 
-def _output(cfg: config.AgentConfig) -> outputs.FileOutput:
-    urls = [o.url for o in cfg.outputs]
-    if len(urls) != 1:
+def _schemes(cfg: config.AgentConfig) -> set[str]:
+    return {o.url.split(":", 1)[0] for o in cfg.outputs}
+
+
+def _local_output(cfg: config.AgentConfig) -> outputs.FileOutput:
+    if len(cfg.outputs) != 1:
         raise core.ConfigError(
             [
-                f"agent.outputs: got {len(urls)} outputs; this build sends to exactly one "
-                "file: or stdout: output (forward:// arrives with the transport, issue #4)"
+                f"agent.outputs: got {len(cfg.outputs)} outputs; several outputs must all "
+                "be forward:// (load-balanced); file: and stdout: take exactly one"
             ]
         )
-    url = urls[0]
-    scheme, _, rest = url.partition(":")
+    scheme, _, rest = cfg.outputs[0].url.partition(":")
     if scheme == "file":
         return outputs.FileOutput(Path(rest))
     if scheme == "stdout":
@@ -27,16 +39,40 @@ def _output(cfg: config.AgentConfig) -> outputs.FileOutput:
     raise core.ConfigError(
         [
             f"agent.outputs[0].url: {scheme}: is not available in this build yet "
-            "(forward:// arrives with issue #4, store: with issue #7); use file:PATH or stdout:"
+            "(store: arrives with the embedded store, issue #7); use forward://, file: or "
+            "stdout:"
         ]
     )
 
 
 def build(cfg: config.AgentConfig) -> runtime.Daemon:
     """The agent's daemon; raises ConfigError for what cannot run as configured."""
-    output = _output(cfg)
-    source = sources.LogSource(
-        cfg.sources, cfg.parsers, cfg.state_dir, output.send, node_name=cfg.node_name
-    )
+    schemes = _schemes(cfg)
     readiness = runtime.Readiness()
-    return runtime.Daemon("agent", [output, source], cfg.metrics_addr, cfg.drain_timeout, readiness)
+    components: list[core.Component]
+    if schemes <= {"forward", "forward+tls"}:
+        output = transport.ForwardOutput(cfg.outputs)
+        queue = buffer.DiskQueue(cfg.state_dir / "buffer", cfg.buffer, "agent")
+        first = cfg.outputs[0]
+        pump = buffer.Pump(
+            queue,
+            output.send,
+            name="agent",
+            max_records=first.batch_max_records,
+            max_bytes=int(first.batch_max_bytes),
+        )
+        source = sources.LogSource(
+            cfg.sources, cfg.parsers, cfg.state_dir, queue.push, node_name=cfg.node_name
+        )
+        components = [queue, output, pump, source]
+    elif schemes & {"forward", "forward+tls"}:
+        raise core.ConfigError(
+            ["agent.outputs: forward:// outputs cannot be mixed with file:, stdout: or store:"]
+        )
+    else:
+        local = _local_output(cfg)
+        source = sources.LogSource(
+            cfg.sources, cfg.parsers, cfg.state_dir, local.send, node_name=cfg.node_name
+        )
+        components = [local, source]
+    return runtime.Daemon("agent", components, cfg.metrics_addr, cfg.drain_timeout, readiness)

@@ -267,9 +267,16 @@ def _collector(_args: argparse.Namespace, settings: config.Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    return _unavailable(
-        "the collector (Forward input, ECS normalization and sinks)", "issues #4 and #6"
-    )
+    import asyncio
+
+    from kloghub import collector, runtime
+
+    runtime.setup_logging(settings.collector.log_level)
+    try:
+        daemon = collector.build(settings.collector)
+    except core.ConfigError as error:
+        return _report(error)
+    return asyncio.run(daemon.run())
 
 
 def _agent(_args: argparse.Namespace, settings: config.Settings) -> int:
