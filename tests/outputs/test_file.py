@@ -40,3 +40,15 @@ async def test_file_output_refuses_batches_when_not_running(tmp_path):
         assert "not running" in str(exc)
     else:
         raise AssertionError("send before start was accepted")
+
+
+async def test_file_output_cuts_a_torn_last_line_left_by_a_crash(tmp_path):
+    """If this failed, a SIGKILL mid-write would glue half a line to the next record."""
+    path = tmp_path / "out.ndjson"
+    path.write_bytes(b'{"log": "whole"}\n{"log": "ha')
+    out = outputs.FileOutput(path)
+    await out.start()
+    await out.send(core.Batch([core.Event("t", 0, {"log": "next"})]))
+    await out.stop(5)
+    docs = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert [d["log"] for d in docs] == ["whole", "next"]

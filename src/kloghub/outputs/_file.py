@@ -52,6 +52,7 @@ class FileOutput(core.Service):
     async def _on_start(self) -> None:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _cut_torn_tail(self.path)
             self._file = self.path.open("ab")
         else:
             self._file = sys.stdout.buffer
@@ -100,3 +101,32 @@ class FileOutput(core.Service):
         self._file.flush()
         if self._fsync:
             os.fsync(self._file.fileno())
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """A process killed mid-write leaves a partial last line; it was never acknowledged
+    (acknowledgement follows the write and fsync), so it is cut before appending."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size == 0:
+        return
+    with path.open("r+b") as f:
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        step = 64 * 1024
+        end = size
+        while end > 0:
+            start = max(0, end - step)
+            f.seek(start)
+            cut = f.read(end - start).rfind(b"\n")
+            if cut >= 0:
+                f.truncate(start + cut + 1)
+                break
+            end = start
+        else:
+            f.truncate(0)
+        _log.warning("cut a partial last line left by a crash", extra={"path": str(path)})
+

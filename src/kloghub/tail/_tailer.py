@@ -80,6 +80,7 @@ class Tailer(core.Service):
         self._watcher.open()
         self._resume_rotated()
         self._reader = self.spawn("read-loop", self._loop())
+        self.spawn("gauges", self._gauge_loop())
 
     async def _on_drain(self) -> None:
         # Stop reading; flush what parsers hold, then wait for outstanding acknowledgements.
@@ -119,7 +120,6 @@ class Tailer(core.Service):
                     return
                 progressed |= await self._read_once(tf)
             await self._flush_timeouts()
-            self._update_gauges()
             if progressed:
                 await asyncio.sleep(0)
                 continue
@@ -238,9 +238,8 @@ class Tailer(core.Service):
         seen: set[tuple[int, int]] = set()
         for spec in self.specs:
             for pattern in spec.include:
-                base = _static_dir(pattern)
-                if base:
-                    self._watcher.watch_dir(base)
+                for directory in _glob_dirs(pattern):
+                    self._watcher.watch_dir(directory)
                 for found in glob.glob(pattern):
                     if spec.excluded(found):
                         continue
@@ -393,6 +392,12 @@ class Tailer(core.Service):
                 return spec
         return self.specs[0] if self.specs else None
 
+    async def _gauge_loop(self) -> None:
+        """Gauges on their own clock: the read loop may be paused by back-pressure."""
+        while True:
+            self._update_gauges()
+            await asyncio.sleep(1.0)
+
     def _update_gauges(self) -> None:
         lag = 0
         for tf in self.files.values():
@@ -400,16 +405,23 @@ class Tailer(core.Service):
         metrics.LAG_BYTES.set(lag)
 
 
-def _static_dir(pattern: str) -> str:
-    """The longest directory prefix of a glob without wildcards."""
+def _glob_dirs(pattern: str) -> list[str]:
+    """Every existing directory on the way to a glob's files, from its static prefix down.
+
+    Watching each level means a new pod folder, its container folder and the first log
+    file in it each wake the loop, which then rescans.
+    """
     parts = pattern.split("/")
-    static = []
-    for part in parts[:-1]:
-        if any(ch in part for ch in "*?["):
-            break
-        static.append(part)
-    path = "/".join(static)
-    return path if path and os.path.isdir(path) else ""
+    found: list[str] = []
+    for depth in range(1, len(parts)):
+        joined = "/".join(parts[:depth])
+        if not joined:
+            continue
+        if any(ch in joined for ch in "*?["):
+            found.extend(d for d in glob.glob(joined) if os.path.isdir(d))
+        elif os.path.isdir(joined):
+            found.append(joined)
+    return found
 
 
 def _is_regular(mode: int) -> bool:
