@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kloghub import buffer, config, core, outputs, runtime, transport
+from kloghub import buffer, config, core, outputs, runtime, sources, transport
 
 
 @dataclass
@@ -160,7 +160,46 @@ def _forward_server(_tmp_path: Path) -> Harness:
     return Harness(server, give_work)
 
 
+def _log_source(tmp_path: Path) -> Harness:
+    """Its work in hand: a CRI ``P`` part waiting for its ``F``, flushed by the drain."""
+    pods = tmp_path / "pods" / "ns_pod_0b3c5a4e-1111-2222-3333-444455556666" / "c"
+    pods.mkdir(parents=True)
+    seen: list[core.Delivery] = []
+
+    async def sink(batch: core.Batch) -> None:
+        batch.settle(core.Delivery.DELIVERED)
+        if any(e.record["log"] == "held part" for e in batch):
+            seen.append(core.Delivery.DELIVERED)
+
+    src = config.SourcesConfig(
+        containers=config.ContainerSource(paths=[str(tmp_path / "pods/*/*/*.log")]),
+        poll_interval=0.02,
+    )
+    source = sources.LogSource(src, config.ParsersConfig(), tmp_path / "state", sink)
+
+    async def give_work() -> list[core.Delivery]:
+        (pods / "0.log").write_bytes(b"2026-11-27T06:20:43.1Z stdout P held part\n")
+        for _ in range(200):
+            if source.tailer.files and next(iter(source.tailer.files.values())).pos:
+                break
+            await asyncio.sleep(0.02)
+        return seen
+
+    return Harness(source, give_work)
+
+
+def _pump(tmp_path: Path) -> Harness:
+    queue = buffer.DiskQueue(tmp_path / "q", config.QueueConfig(), "pump-test")
+    return Harness(buffer.Pump(queue, _discard, name="test"))
+
+
+async def _discard(batch: core.Batch) -> None:
+    batch.settle(core.Delivery.DELIVERED)
+
+
 COMPONENTS: dict[str, Callable[[Path], Harness]] = {
+    "log-source": _log_source,
+    "pump": _pump,
     "forward-output": _forward_output,
     "forward-server": _forward_server,
     "disk-queue": _disk_queue,
@@ -170,7 +209,7 @@ COMPONENTS: dict[str, Callable[[Path], Harness]] = {
 }
 
 
-HOLDING_WORK = ["disk-queue", "file-output", "forward-output", "forward-server"]
+HOLDING_WORK = ["disk-queue", "file-output", "forward-output", "forward-server", "log-source"]
 """The components that accept work, for the drain test."""
 
 
