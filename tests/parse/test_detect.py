@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from kloghub import config, parse
 from tests.parse._support import Feeder, parse_all
 
@@ -49,3 +51,9 @@ def test_the_detected_format_sticks():
     assert [r.flags for r in records] == [0, parse.PARSE_ERROR, 0]
     records = parse_all("auto", [DOCKER_LINE, CRI_LINE])
     assert [r.flags for r in records] == [0, parse.PARSE_ERROR]
+
+
+def test_an_unknown_format_is_refused_when_the_parser_is_made():
+    """If this failed, a typo in a format would only show as a crash on the first line read."""
+    with pytest.raises(ValueError, match="unknown log format"):
+        parse.Parser("syslog", config.ParsersConfig())  # type: ignore[arg-type]

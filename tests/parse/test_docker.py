@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import orjson
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kloghub import config, parse
 from tests.parse._support import FIXTURES, READ_NS, Feeder, ends_of, parse_all, parsers_config
@@ -154,3 +156,45 @@ def test_invalid_utf8_in_a_docker_line_keeps_the_line_as_raw():
     line = b'{"log":"caf\xe9\\n","stream":"stdout","time":"2016-03-02T22:58:51Z"}'
     (record,) = parse_all("docker", [line])
     assert (record.message, record.raw, record.flags) == ("caf\ufffd", line, parse.INVALID_UTF8)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.text(st.characters(blacklist_categories=("Cs",)), max_size=20),
+            st.booleans(),
+            st.sampled_from(["stdout", "stderr", "other", None]),
+            st.sampled_from(
+                [
+                    "2016-03-02T22:58:51.338462311Z",
+                    "2016-03-02T22:58:51.5Z",
+                    "2016-03-02T22:58:51Z",
+                    "2016-03-02T22:58:51.Z",
+                    "2016-03-02T22:58:51.1_0Z",
+                    "2016-03-02T22:58:51.\u0661Z",
+                    "2016-03-02T22:58:51.5+01:00",
+                    "2016-02-30T22:58:51.5Z",
+                    None,
+                ]
+            ),
+        ),
+        max_size=20,
+    )
+)
+def test_fast_and_general_docker_paths_agree(rows: list[tuple[str, bool, str | None, str | None]]):
+    """If this failed, the inlined docker loop would read some lines differently."""
+    lines = []
+    for log, full, stream, time in rows:
+        obj: dict[str, str] = {"log": log + "\n" if full else log}
+        if stream is not None:
+            obj["stream"] = stream
+        if time is not None:
+            obj["time"] = time
+        lines.append(orjson.dumps(obj))
+    ends = ends_of(lines)
+    fast = parse.Parser("docker", config.ParsersConfig())
+    general = parse.Parser("docker", config.ParsersConfig())
+    got_fast = fast.feed(lines, ends, READ_NS) + fast.flush(0, force=True)
+    # an out-of-range truncated index sends the batch through the general per-line path
+    got_general = general.feed(lines, ends, READ_NS, {len(lines) + 1})
+    assert got_fast == got_general + general.flush(0, force=True)

@@ -214,3 +214,12 @@ def test_joined_lines_with_invalid_utf8_keep_raw_bytes():
     (record,) = parse_all("text", lines, enabled())
     assert record.raw == b"java.lang.Error: \xff\n\tat a.B.c(B.java:1)"
     assert record.flags == parse.MULTILINE | parse.INVALID_UTF8
+
+
+def test_long_lines_inside_a_trace_take_linear_time():
+    """If this failed, one long line after a panic or traceback would hang the agent (regex
+    backtracking)."""
+    long_line = "a." * 100_000 + " (x"
+    for first in ("panic: x", "Traceback (most recent call last):", "java.lang.Error: x"):
+        records = parse_all("text", [first.encode(), long_line.encode()], enabled())
+        assert [r.message for r in records] == [first, long_line]

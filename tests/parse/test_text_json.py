@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from kloghub import parse, runtime
-from tests.parse._support import READ_NS, ends_of, parse_all
+from tests.parse._support import READ_NS, ends_of, parse_all, parsers_config
 
 AUDIT = {
     "kind": "Event",
@@ -111,8 +111,6 @@ def test_an_audit_line_with_invalid_utf8_still_parses():
 
 def test_multiline_never_applies_to_json_files():
     """If this failed, audit events would be glued together by a multiline rule."""
-    from tests.parse._support import parsers_config
-
     cfg = parsers_config(enabled=True, start_pattern="^NEVER")
     records = parse_all("json", [b"{}", b"{}"], cfg)
     assert len(records) == 2

@@ -129,4 +129,3 @@ def _cut_torn_tail(path: Path) -> None:
         else:
             f.truncate(0)
         _log.warning("cut a partial last line left by a crash", extra={"path": str(path)})
-

@@ -3,7 +3,7 @@
 One :class:`Parser` per tailed file turns complete lines into :class:`Record` objects.
 """
 
-from kloghub.parse._parser import Format, Parser
+from kloghub.parse._parser import FORMATS, Format, Parser
 from kloghub.parse._record import (
     FLAG_NAMES,
     INVALID_UTF8,
@@ -18,6 +18,7 @@ from kloghub.parse._timestamps import parse_rfc3339
 
 __all__ = [
     "FLAG_NAMES",
+    "FORMATS",
     "INVALID_UTF8",
     "MULTILINE",
     "PARSE_ERROR",

@@ -44,10 +44,16 @@ _PY_CHAIN_LINES = frozenset(
         "The above exception was the direct cause of the following exception:",
     }
 )
+_GO_FIRST = frozenset("pfg")
+"""First characters of the lines ``_GO_START`` can match."""
+_START_FIRST = _GO_FIRST | {"T"}
+"""First characters of the lines that can start a trace."""
 _GO_START = re.compile(r"panic: |fatal error: |goroutine \d+ \[")
 _GO_CONT = re.compile(
     r"\s|goroutine \d+ \[|created by |\[signal |exit status \d|panic: |\.\.\.additional frames"
-    r"|[\w./-]+(?:\.\(\*?[\w./-]+\))?(?:[\w./-]|\[\.\.\.\])*\(.*\)\Z",
+    # a function line: pkg.Func(...), pkg.(*T).Method(...), pkg.Map[...](...); written so
+    # that no two parts can match the same characters (linear time on any line)
+    r"|[\w./-]+(?:\.\(\*?[\w./-]+\)[\w./-]*)?(?:\[\.\.\.\][\w./-]*)?\(.*\)\Z",
     re.DOTALL,
 )
 
@@ -97,9 +103,10 @@ class Multiline:
     def _start_state(self, message: str) -> int:
         if self._custom is not None:
             return _CUSTOM
-        if self._python and message.startswith(_PY_START):
+        first = message[:1]  # cheap tests first: most lines start no trace at all
+        if first == "T" and self._python and message.startswith(_PY_START):
             return _PY_TRACE
-        if self._go and _GO_START.match(message):
+        if first in _GO_FIRST and self._go and _GO_START.match(message):
             return _GO
         return _PLAIN
 
@@ -138,7 +145,13 @@ class Multiline:
                 return None
             if _GO_CONT.match(message):
                 return True
-        if self._java and _JAVA_CONT.match(message):
+        first = message[:1]
+        if (
+            first
+            and (first in "CS." or first.isspace())
+            and self._java
+            and _JAVA_CONT.match(message)
+        ):
             pending.state = _PLAIN
             return True
         return False
@@ -153,10 +166,30 @@ class Multiline:
         if pending is None:
             self._pending[stream] = _Pending(record, start, self._start_state(message), now_ns)
             return
-        verdict = self._continues(pending, message)
+        first = message[:1]
+        # Fast answer for the common case: a plain line after a plain line, with no
+        # character that could continue a Java trace (the checks _continues would make).
+        if pending.state == _PLAIN and not (first and (first in "CS." or first.isspace())):
+            verdict: bool | None = False
+        else:
+            verdict = self._continues(pending, message)
         if verdict is False:
-            self._emit(pending, out, 0)
-            self._pending[stream] = _Pending(record, start, self._start_state(message), now_ns)
+            records = pending.records
+            if len(records) == 1:
+                out.append(records[0])
+            else:
+                self._emit(pending, out, 0)
+            # reuse the holder: one object less per line
+            pending.records = [record]
+            pending.start = start
+            pending.size = len(message) if message.isascii() else _size(message)
+            pending.state = (
+                _PLAIN
+                if self._custom is None and first not in _START_FIRST
+                else self._start_state(message)
+            )
+            pending.tentative = 0
+            pending.last_ns = now_ns
             return
         size = _size(message)
         if pending.size + 1 + size > self._max_bytes:

@@ -7,24 +7,25 @@ then — when enabled — joins stack traces per stream. Whatever it holds back 
 through :meth:`Parser.safe_offset`, so a checkpoint never skips a held line.
 
 Speed: the common CRI case (an ``F`` line with an RFC3339Nano ``Z`` timestamp, valid
-UTF-8, no partial pending, multiline off) is handled inline in one loop; everything else
-falls back to the complete per-line reading in ``_cri_line``. ``bench/parse_bench.py``
-measures it.
+UTF-8, no partial pending) is handled inline in one loop, and so is a complete docker line;
+everything else falls back to the complete per-line reading (``_cri_line``, ``_docker_line``).
+``bench/parse_bench.py`` measures it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, get_args
 
 import orjson
 
 from kloghub import config, runtime
 from kloghub.parse import _cri, _docker, _multiline, _record, _text, _timestamps
 
-__all__ = ["Format", "Parser"]
+__all__ = ["FORMATS", "Format", "Parser"]
 
 Format = Literal["auto", "cri", "docker", "text", "json"]
+FORMATS: tuple[str, ...] = get_args(Format)
 
 _Record = _record.Record
 _TRUNCATED = _record.TRUNCATED
@@ -129,6 +130,8 @@ class Parser:
         cfg: config.ParsersConfig,
         multiline: config.MultilineConfig | None = None,
     ) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown log format {fmt!r}; expected one of {', '.join(FORMATS)}")
         self._fmt: str = fmt
         self._max_record = int(cfg.max_record_bytes)
         ml_cfg = multiline if multiline is not None else cfg.multiline
@@ -306,7 +309,7 @@ class Parser:
 
     # ------------------------------------------------------------------ CRI
 
-    def _fast_cri(  # noqa: PLR0915 - the hot loop is inlined on purpose
+    def _fast_cri(  # noqa: PLR0912, PLR0915 - the hot loop is inlined on purpose
         self, lines: list[bytes], end_offsets: list[int], now_ns: int, out: list[_record.Record]
     ) -> None:
         """The hot loop: plain ``F`` lines inline, anything else through ``_cri_line``.
@@ -351,14 +354,17 @@ class Parser:
                     continue
                 prefix = line[:20]
                 base = value
+            fraction = line[20:n]
+            if not fraction.isdigit():  # int() alone would take "+1", " 1" or "1_0"
+                slow(line, end - len(line) - 1, end, now_ns, 0, out)
+                continue
             try:
-                time_ns = base + int(line[20:n]) * scale[n - 20]
                 message = line[n + 11 :].decode()
-            except ValueError:  # UnicodeDecodeError, or a fraction that is not digits
+            except UnicodeDecodeError:
                 slow(line, end - len(line) - 1, end, now_ns, 0, out)
                 continue
             rec = new(record)
-            rec.time_ns = time_ns
+            rec.time_ns = base + int(fraction) * scale[n - 20]
             rec.stream = name
             rec.message = message
             rec.raw = None
@@ -458,8 +464,9 @@ class Parser:
                         if value is not None:
                             prefix = when[:20]
                             base = value
-                    if when.startswith(prefix):
-                        time_ns = base + int(when[20:n]) * scale[n - 20]
+                    fraction = when[20:n]
+                    if when.startswith(prefix) and fraction.isdigit() and fraction.isascii():
+                        time_ns = base + int(fraction) * scale[n - 20]
                         rec = record(time_ns, stream, log[:-1], None, 0, end)
             except (ValueError, KeyError, TypeError, AttributeError, IndexError):
                 pass
