@@ -31,6 +31,32 @@ Run `kloghub validate --level run` to see every setting with its effective value
 """
 
 
+_SEARCH_EPILOG = """\
+query syntax:
+  connection refused                free text in the message (every word; case-insensitive)
+  "connection refused"              a phrase;  time*  words starting with "time"
+  pod:web-*  level:error            exact field values (case-sensitive), * and ? wildcards
+  user:"system:anonymous"           exact value, no wildcards;  field:*  the field exists
+  verb:(get OR list)                several values of one field
+  a AND b   a OR b   NOT a   -a     AND is implied by a space; use ( ) to group
+  @timestamp:[now-1h TO now]        time range ([ ] inclusive, { } exclusive, * open);
+  @timestamp:>=2026-11-27T06:00:00Z also > < <=; times: now, now-15m, RFC 3339 (UTC if no zone)
+field aliases:
+  ns, namespace → kubernetes.namespace   pod → kubernetes.pod.name
+  container → kubernetes.container.name  node → kubernetes.node.name   host → host.name
+  level → log.level   user → user.name   verb → kubernetes.audit.verb  dataset → data_stream.dataset
+  resource → kubernetes.audit.objectRef.resource   code → kubernetes.audit.responseStatus.code
+  image → container.image.name   msg → message   time → @timestamp
+  any other name is an ECS field path as it is, e.g. event.action:delete
+window: --since/--until, or a @timestamp range in the query; otherwise the last hour.
+
+examples:
+  kloghub search 'user:system:serviceaccount:*' --since 1h --namespace payments
+  kloghub search 'verb:(create OR patch) resource:clusterrolebindings' --since 24h
+  kloghub search 'level:error NOT "health check"' --pod 'web-*' --follow
+"""
+
+
 def _add_common(p: argparse.ArgumentParser, levels: Sequence[str]) -> None:
     p.add_argument(
         "--config",
@@ -133,8 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer incident questions from the store that holds the logs",
         description='Search logs: free text, field:value (wildcards), "phrases", '
         "AND/OR/NOT and parentheses.",
-        epilog="example: kloghub search 'user.name:system:serviceaccount:*' --since 1h "
-        "--namespace payments",
+        epilog=_SEARCH_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_common(search, config.LEVELS)
@@ -150,12 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="store:PATH, elasticsearch+https://..., opensearch+https://...",
     )
+    search.add_argument(
+        "--index",
+        metavar="PATTERN",
+        default="logs-kubernetes.*",
+        help="Elasticsearch/OpenSearch data streams to search (default logs-kubernetes.*)",
+    )
     search.add_argument("--since", metavar="WHEN", help="15m, 2h, 7d or an RFC 3339 time")
-    search.add_argument("--until", metavar="WHEN", help="same forms as --since")
-    search.add_argument("--namespace", metavar="NS")
-    search.add_argument("--pod", metavar="POD")
-    search.add_argument("--container", metavar="C")
-    search.add_argument("--limit", type=int, metavar="N")
+    search.add_argument("--until", metavar="WHEN", help="same forms as --since (excluded)")
+    search.add_argument("--namespace", metavar="NS", help="only this namespace (wildcards)")
+    search.add_argument("--pod", metavar="POD", help="only this pod (wildcards)")
+    search.add_argument("--container", metavar="C", help="only this container (wildcards)")
+    search.add_argument("--limit", type=int, metavar="N", help="at most N matches (default 100)")
+    search.add_argument(
+        "--sort",
+        choices=("asc", "desc"),
+        help="asc: the oldest N, oldest first; desc: the newest N, newest first "
+        "(default: the newest N, oldest first)",
+    )
     search.add_argument("--format", choices=("table", "json", "ndjson", "csv"))
     search.add_argument("--follow", action="store_true", help="keep printing new matches")
 
@@ -173,11 +210,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--section", choices=("agent", "collector", "search"), help="print only this section"
     )
 
-    sub.add_parser(
+    demo = sub.add_parser(
         "demo",
         help="run the whole pipeline on generated logs, then search them",
         description="Generate a realistic node (pods, rotation, an audit log with an attack "
         "story), run agent and collector into an embedded store, and show incident searches.",
+        epilog="example: kloghub demo --sink opensearch+http://127.0.0.1:9200",
+    )
+    demo.add_argument(
+        "--sink",
+        metavar="URL",
+        help="write to this Elasticsearch/OpenSearch (level run) instead of a "
+        "temporary embedded store (level walk)",
+    )
+    demo.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="where to generate the node and the store (default: a new temp dir)",
     )
     return parser
 
@@ -292,12 +341,66 @@ def _agent(_args: argparse.Namespace, settings: config.Settings) -> int:
     return asyncio.run(daemon.run())
 
 
-def _search(_args: argparse.Namespace, _settings: config.Settings) -> int:
-    return _unavailable("kloghub search and the embedded store", "issue #7")
+def _search(args: argparse.Namespace, settings: config.Settings) -> int:
+    import asyncio
+    import os
+    import shutil
+
+    from kloghub import search, store
+
+    cfg = settings.search
+    request = search.Request(
+        query=args.query,
+        since=args.since,
+        until=args.until,
+        namespace=args.namespace,
+        pod=args.pod,
+        container=args.container,
+        limit=cfg.limit,
+        sort=args.sort,
+        follow=args.follow,
+        default_since=cfg.since,
+    )
+    try:
+        search.plan(request)
+    except search.QueryError as error:
+        print(f"kloghub: {error.render()}", file=sys.stderr)
+        return EXIT_USAGE
+    tty = sys.stdout.isatty()
+    formatter = search.make_formatter(
+        cfg.format,
+        sys.stdout,
+        width=shutil.get_terminal_size().columns if tty else None,
+        colour=tty and "NO_COLOR" not in os.environ,
+    )
+
+    async def run() -> int:
+        backend = search.open_backend(cfg.store, cfg, index=args.index)
+        try:
+            found = await search.run(request, backend, formatter, err=sys.stderr)
+        finally:
+            await backend.close()
+        if not found and not request.follow:
+            print(f"kloghub: no matches in {backend.description}", file=sys.stderr)
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except (store.StoreError, search.BackendError) as error:
+        print(f"kloghub: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `kloghub search ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
-def _demo(_args: argparse.Namespace, _settings: config.Settings) -> int:
-    return _unavailable("kloghub demo", "issue #7")
+def _demo(args: argparse.Namespace, _settings: config.Settings) -> int:
+    from kloghub import demo, runtime
+
+    runtime.setup_logging("warning")
+    return demo.run_demo(args.sink, Path(args.workdir) if args.workdir else None)
 
 
 _COMMANDS = {
