@@ -59,7 +59,7 @@ def read_numbers(out: Path) -> dict[int, int]:
         return seen
     for line in out.read_bytes().splitlines():
         doc = orjson.loads(line)
-        m = NUM.search(doc["log"])
+        m = NUM.search(doc["message"])
         if m:
             seen[int(m.group(1))] = seen.get(int(m.group(1)), 0) + 1
     return seen
@@ -102,11 +102,13 @@ def test_lines_reach_the_collector_sink_with_fields_and_nanosecond_time(world: W
     assert set(seen) == set(range(500))
     assert max(seen.values()) == 1
     first = orjson.loads(out.read_bytes().splitlines()[0])
-    assert first["tag"] == "kube.shop.api-1.app"
-    assert first["kubernetes"]["namespace_name"] == "shop"
-    assert first["kloghub"]["offset"] > 0
+    # The collector writes ECS documents (DESIGN.md §4) with their deterministic id.
+    assert first["data_stream"]["dataset"] == "kubernetes.container_logs"
+    assert first["kubernetes"]["namespace"] == "shop"
+    assert first["kubernetes"]["pod"]["name"] == "api-1"
+    assert first["_id"]
     # 2026-11-27T06:20:43.<n as 9 digits>Z survives the wire to the nanosecond
-    n = int(NUM.search(first["log"]).group(1))
+    n = int(NUM.search(first["message"]).group(1))
     assert first["@timestamp"] == f"2026-11-27T06:20:43.{n:09d}Z"
 
 

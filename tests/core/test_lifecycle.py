@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from kloghub import buffer, config, core, outputs, runtime, sources, transport
+from kloghub import buffer, config, core, outputs, runtime, sinks, sources, store, transport
+from tests import _hec
+from tests.sinks import _fakes
+from tests.sinks._support import MemoryDeadLetters
 
 
 @dataclass
@@ -188,6 +191,28 @@ def _log_source(tmp_path: Path) -> Harness:
     return Harness(source, give_work)
 
 
+def _store_sink(tmp_path: Path) -> Harness:
+    sink = store.StoreSink(tmp_path / "store.db")
+
+    async def give_work() -> list[core.Delivery]:
+        seen: list[core.Delivery] = []
+        fin = core.Finalizer(seen.append, count=100)
+        for start in range(0, 100, 10):
+            batch = core.Batch(
+                core.Event(
+                    "logs-kubernetes.container_logs-default",
+                    i,
+                    {"id": f"doc-{i}", "doc": {"@timestamp": "t", "message": f"line {i}"}},
+                    fin,
+                )
+                for i in range(start, start + 10)
+            )
+            await sink.send(batch)
+        return seen
+
+    return Harness(sink, give_work)
+
+
 def _pump(tmp_path: Path) -> Harness:
     queue = buffer.DiskQueue(tmp_path / "q", config.QueueConfig(), "pump-test")
     return Harness(buffer.Pump(queue, _discard, name="test"))
@@ -197,7 +222,103 @@ async def _discard(batch: core.Batch) -> None:
     batch.settle(core.Delivery.DELIVERED)
 
 
+def _sink_work(
+    sink: sinks.Sink, server_start: Callable[[], Awaitable[Callable[[], Awaitable[None]]]]
+) -> Callable[[], Awaitable[list[core.Delivery]]]:
+    """Work for a SIEM sink: its server starts only now (start must not need it), and
+    stops once everything was settled."""
+
+    async def give_work() -> list[core.Delivery]:
+        stop_server = await server_start()
+        seen: list[core.Delivery] = []
+
+        def settled(status: core.Delivery) -> None:
+            seen.append(status)
+            asyncio.get_running_loop().create_task(stop_server())
+
+        fin = core.Finalizer(settled, count=100)
+        for start in range(0, 100, 10):
+            await sink.send(
+                core.Batch(
+                    core.Event(
+                        "logs-kubernetes.container_logs-default",
+                        i,
+                        {"id": f"d{i}", "doc": {"message": f"line {i}"}},
+                        fin,
+                    )
+                    for i in range(start, start + 10)
+                )
+            )
+        return seen
+
+    return give_work
+
+
+def _bulk_sink(product: str) -> Callable[[Path], Harness]:
+    def build(_tmp_path: Path) -> Harness:
+        port = _free_port()
+        sink = sinks.build(
+            config.SinkConfig(
+                url=f"{product}+http://127.0.0.1:{port}",
+                flush_interval=3600,  # only the drain sends: the work really is in hand
+                retry=config.RetryConfig(initial_backoff=0.05, max_backoff=0.2),
+            ),
+            MemoryDeadLetters(),
+        )
+
+        async def serve() -> Callable[[], Awaitable[None]]:
+            server = _fakes.BulkServer()
+            await server.start(port)
+            return server.stop
+
+        return Harness(sink, _sink_work(sink, serve))
+
+    return build
+
+
+def _splunk_hec_sink(_tmp_path: Path) -> Harness:
+    port = _free_port()
+    sink = sinks.SplunkHecSink(
+        config.SinkConfig(
+            url=f"splunk-hec+http://127.0.0.1:{port}",
+            token="good-token",
+            indexer_ack=True,
+            flush_interval=3600,
+            retry=config.RetryConfig(initial_backoff=0.05, max_backoff=0.2),
+        ),
+        MemoryDeadLetters(),
+        ack_interval=0.05,
+    )
+
+    async def serve() -> Callable[[], Awaitable[None]]:
+        server = _hec.HecServer({"good-token": _hec.Token(ack=True)}, ack_delay=0.1)
+        await server.start(port)
+        return server.stop
+
+    return Harness(sink, _sink_work(sink, serve))
+
+
+def _dead_letter_queue(tmp_path: Path) -> Harness:
+    return Harness(sinks.DeadLetterQueue(tmp_path / "dlq", 1 << 20))
+
+
+def _pod_watcher(tmp_path: Path) -> Harness:
+    from kloghub import enrich
+    from tests._kubeapi import KubeAPI, free_port
+
+    # No API server listens there: start must not need it, stop must not wait for it.
+    kubeconfig = KubeAPI().kubeconfig(tmp_path / "kubeconfig", port=free_port())
+    cfg = config.EnrichmentConfig(
+        kubeconfig=kubeconfig, retry=config.RetryConfig(initial_backoff=0.05, max_backoff=0.2)
+    )
+    watcher = enrich.PodWatcher(
+        cfg, "node-1", enrich.PodCache(), state_dir=tmp_path, initial_sync_timeout=0
+    )
+    return Harness(watcher)
+
+
 COMPONENTS: dict[str, Callable[[Path], Harness]] = {
+    "pod-watcher": _pod_watcher,
     "log-source": _log_source,
     "pump": _pump,
     "forward-output": _forward_output,
@@ -206,10 +327,25 @@ COMPONENTS: dict[str, Callable[[Path], Harness]] = {
     "file-output": _file_output,
     "stdout-output": _stdout_output,
     "observability-server": _http_server,
+    "elasticsearch-sink": _bulk_sink("elasticsearch"),
+    "opensearch-sink": _bulk_sink("opensearch"),
+    "splunk-hec-sink": _splunk_hec_sink,
+    "dead-letter-queue": _dead_letter_queue,
+    "store-sink": _store_sink,
 }
 
 
-HOLDING_WORK = ["disk-queue", "file-output", "forward-output", "forward-server", "log-source"]
+HOLDING_WORK = [
+    "disk-queue",
+    "file-output",
+    "forward-output",
+    "forward-server",
+    "log-source",
+    "elasticsearch-sink",
+    "opensearch-sink",
+    "splunk-hec-sink",
+    "store-sink",
+]
 """The components that accept work, for the drain test."""
 
 

@@ -5,6 +5,8 @@
   records are durable there, so logs the kubelet rotates away while the collector is down
   are kept (up to ``buffer.max_bytes``, then ``buffer.when_full``).
 - ``file:`` and ``stdout:`` are local and acknowledge after writing: no buffer.
+- ``store:PATH`` (level crawl) keeps ECS documents in the node's embedded store, searchable
+  with ``kloghub search``: the agent normalizes as the collector would.
 
 Components start in dependency order and stop in reverse, so that the source stops
 reading first and the buffer closes last, after the output's final acknowledgements.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kloghub import buffer, config, core, outputs, runtime, sources, transport
+from kloghub import buffer, config, core, normalize, outputs, runtime, sources, store, transport
 
 __all__ = ["build"]
 
@@ -23,7 +25,19 @@ def _schemes(cfg: config.AgentConfig) -> set[str]:
     return {o.url.split(":", 1)[0] for o in cfg.outputs}
 
 
-def _local_output(cfg: config.AgentConfig) -> outputs.FileOutput:
+class _NormalizingStore(store.StoreSink):
+    """The store as an agent output: records are normalized to ECS documents first."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._normalize = normalize.Normalizer(config.NormalizerConfig())
+
+    async def send(self, batch: core.Batch) -> None:
+        normalizer = self._normalize
+        await super().send(core.Batch([normalizer(event) for event in batch.events]))
+
+
+def _local_output(cfg: config.AgentConfig) -> outputs.FileOutput | store.StoreSink:
     if len(cfg.outputs) != 1:
         raise core.ConfigError(
             [
@@ -36,13 +50,7 @@ def _local_output(cfg: config.AgentConfig) -> outputs.FileOutput:
         return outputs.FileOutput(Path(rest))
     if scheme == "stdout":
         return outputs.FileOutput(None)
-    raise core.ConfigError(
-        [
-            f"agent.outputs[0].url: {scheme}: is not available in this build yet "
-            "(store: arrives with the embedded store, issue #7); use forward://, file: or "
-            "stdout:"
-        ]
-    )
+    return _NormalizingStore(store.path_from_url(cfg.outputs[0].url))
 
 
 def build(cfg: config.AgentConfig) -> runtime.Daemon:

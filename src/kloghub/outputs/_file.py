@@ -34,6 +34,8 @@ class FileOutput(core.Service):
         path: Path | None,
         fsync: bool = True,
         supervisor: core.Supervisor | None = None,
+        *,
+        documents: bool = False,
     ) -> None:
         super().__init__(supervisor)
         self.path = path
@@ -42,6 +44,8 @@ class FileOutput(core.Service):
         self._fsync = fsync and path is not None
         self._queue: asyncio.Queue[core.Batch] = asyncio.Queue(_QUEUE_BATCHES)
         self._file: BinaryIO | None = None
+        self._encode = _ndjson.encode_document if documents else _ndjson.encode
+        """Collector sinks write the ECS document of a document event; agents the record."""
 
     async def send(self, batch: core.Batch) -> None:
         """Queue ``batch`` for writing; waits while the queue is full (back-pressure)."""
@@ -97,7 +101,8 @@ class FileOutput(core.Service):
 
     def _write(self, batch: core.Batch) -> None:
         assert self._file is not None
-        self._file.write(b"".join(_ndjson.encode(event) for event in batch))
+        encode = self._encode
+        self._file.write(b"".join(encode(event) for event in batch))
         self._file.flush()
         if self._fsync:
             os.fsync(self._file.fileno())

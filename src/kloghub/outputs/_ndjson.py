@@ -9,7 +9,7 @@ import orjson
 
 from kloghub import core
 
-__all__ = ["encode", "rfc3339_ns"]
+__all__ = ["encode", "encode_document", "rfc3339_ns"]
 
 
 def rfc3339_ns(time_ns: int) -> str:
@@ -28,4 +28,11 @@ def _default(value: Any) -> Any:
 def encode(event: core.Event) -> bytes:
     """One NDJSON line (with its newline) for ``event``."""
     doc = {"@timestamp": rfc3339_ns(event.time_ns), "tag": event.tag, **event.record}
+    return orjson.dumps(doc, default=_default, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def encode_document(event: core.Event) -> bytes:
+    """One NDJSON line for a document event (``record = {"id", "doc"}``): the document
+    with its id as ``_id``."""
+    doc = {"_id": event.record["id"], **event.record["doc"]}
     return orjson.dumps(doc, default=_default, option=orjson.OPT_APPEND_NEWLINE)
