@@ -308,11 +308,13 @@ def _pod_watcher(tmp_path: Path) -> Harness:
 
     # No API server listens there: start must not need it, stop must not wait for it.
     kubeconfig = KubeAPI().kubeconfig(tmp_path / "kubeconfig", port=free_port())
-    cfg = config.EnrichmentConfig(
-        kubeconfig=kubeconfig, retry=config.RetryConfig(initial_backoff=0.05, max_backoff=0.2)
-    )
     watcher = enrich.PodWatcher(
-        cfg, "node-1", enrich.PodCache(), state_dir=tmp_path, initial_sync_timeout=0
+        config.EnrichmentConfig(kubeconfig=kubeconfig),
+        "node-1",
+        enrich.PodCache(),
+        state_dir=tmp_path,
+        initial_sync_timeout=0,
+        retry=config.RetryConfig(initial_backoff=0.05, max_backoff=0.2),
     )
     return Harness(watcher)
 

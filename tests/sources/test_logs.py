@@ -147,3 +147,32 @@ async def test_invalid_utf8_long_lines_and_partial_lines_are_kept_and_flagged(wo
     assert joined.record["log"] == "part one and two"
     assert "partial" in joined.record["kloghub"]["flags"]
     assert after.record["log"] == "after"
+
+
+async def test_audit_and_node_files_are_not_looked_up_as_pods_when_the_cache_changes(
+    world: World, tmp_path
+):
+    """If this failed, a pod cache update would crash the agent while it tails the audit log."""
+    from kloghub import enrich
+
+    audit = tmp_path / "audit.log"
+    audit.write_text('{"kind":"Event","stage":"ResponseComplete"}\n')
+    cache = enrich.PodCache()
+    src = config.SourcesConfig(
+        containers=config.ContainerSource(enabled=False),
+        audit=config.AuditSource(enabled=True, path=str(audit)),
+        poll_interval=0.02,
+    )
+    sink = Collector()
+    decider = enrich.Enricher(cache, node_name="n1")
+    source = sources.LogSource(src, config.ParsersConfig(), world.state, sink, decider=decider)
+    await source.start()
+    try:
+        await sink.wait_for(1)
+        cache.generation += 1  # what any pod event does
+        with audit.open("a") as f:
+            f.write('{"kind":"Event","stage":"ResponseStarted"}\n')
+        await sink.wait_for(2)
+    finally:
+        await source.stop(5)
+    assert [e.tag for e in sink.events] == ["audit", "audit"]

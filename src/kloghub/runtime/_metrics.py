@@ -28,6 +28,7 @@ __all__ = [
     "RECORDS_RECEIVED",
     "RECORDS_RETRIED",
     "RECORDS_SENT",
+    "REDACTIONS",
     "REGISTRY",
     "REQUEST_SECONDS",
     "ROTATIONS",
@@ -55,6 +56,9 @@ LAG_BYTES = Gauge(
     "kloghub_lag_bytes", "Bytes written to tailed files and not yet acknowledged downstream."
 )
 POD_CACHE_SIZE = Gauge("kloghub_pod_cache_size", "Pods in the metadata cache (with tombstones).")
+REDACTIONS = Counter(
+    "kloghub_redactions", "Secrets replaced with [REDACTED] in messages, by kind.", ["kind"]
+)
 READY = Gauge("kloghub_ready", "1 when the daemon is ready to accept and ship data.")
 ROTATIONS = Counter("kloghub_tail_rotations", "Tailed files renamed or deleted (rotations).")
 TRUNCATIONS = Counter(
