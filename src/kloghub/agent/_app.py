@@ -14,9 +14,22 @@ reading first and the buffer closes last, after the output's final acknowledgeme
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from kloghub import buffer, config, core, normalize, outputs, runtime, sources, store, transport
+from kloghub import (
+    buffer,
+    config,
+    core,
+    enrich,
+    filters,
+    normalize,
+    outputs,
+    runtime,
+    sources,
+    store,
+    transport,
+)
 
 __all__ = ["build"]
 
@@ -58,6 +71,15 @@ def build(cfg: config.AgentConfig) -> runtime.Daemon:
     schemes = _schemes(cfg)
     readiness = runtime.Readiness()
     components: list[core.Component]
+    node = cfg.node_name or os.environ.get("NODE_NAME")
+    chain = filters.Filters(cfg.filters)
+    watchers: list[core.Component] = []
+    if cfg.enrichment.kubernetes_api:
+        cache = enrich.PodCache(cfg.enrichment.tombstone_ttl)
+        watchers.append(enrich.PodWatcher(cfg.enrichment, node, cache, state_dir=cfg.state_dir))
+        decider = enrich.Enricher(cache, node_name=node)
+    else:
+        decider = enrich.Enricher(None, node_name=node)
     if schemes <= {"forward", "forward+tls"}:
         output = transport.ForwardOutput(cfg.outputs)
         queue = buffer.DiskQueue(cfg.state_dir / "buffer", cfg.buffer, "agent")
@@ -70,9 +92,15 @@ def build(cfg: config.AgentConfig) -> runtime.Daemon:
             max_bytes=int(first.batch_max_bytes),
         )
         source = sources.LogSource(
-            cfg.sources, cfg.parsers, cfg.state_dir, queue.push, node_name=cfg.node_name
+            cfg.sources,
+            cfg.parsers,
+            cfg.state_dir,
+            queue.push,
+            node_name=node,
+            decider=decider,
+            filters=chain,
         )
-        components = [queue, output, pump, source]
+        components = [*watchers, queue, output, pump, source]
     elif schemes & {"forward", "forward+tls"}:
         raise core.ConfigError(
             ["agent.outputs: forward:// outputs cannot be mixed with file:, stdout: or store:"]
@@ -80,7 +108,13 @@ def build(cfg: config.AgentConfig) -> runtime.Daemon:
     else:
         local = _local_output(cfg)
         source = sources.LogSource(
-            cfg.sources, cfg.parsers, cfg.state_dir, local.send, node_name=cfg.node_name
+            cfg.sources,
+            cfg.parsers,
+            cfg.state_dir,
+            local.send,
+            node_name=node,
+            decider=decider,
+            filters=chain,
         )
-        components = [local, source]
+        components = [*watchers, local, source]
     return runtime.Daemon("agent", components, cfg.metrics_addr, cfg.drain_timeout, readiness)
