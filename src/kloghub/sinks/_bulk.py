@@ -12,12 +12,14 @@ find the item that spoils it; 401, 403 and other statuses → fatal (paused, ``/
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
-from kloghub import config, core
+from kloghub import config, core, normalize
 from kloghub.sinks import _dlq, _net, _sink
 
 __all__ = ["FILTER_PATH", "BulkSink", "encode", "error_text", "outcome", "request_error"]
@@ -107,6 +109,15 @@ def request_error(status: int, reason: str, retry_after: float | None) -> Except
     return _sink.FatalError(text)
 
 
+_log = logging.getLogger("kloghub.sinks")
+
+
+def _status(exc: Exception) -> int | None:
+    meta = getattr(exc, "meta", None)
+    status = getattr(meta, "status", None) or getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
 class _Client(Protocol):
     async def close(self) -> Any: ...
 
@@ -138,6 +149,68 @@ class BulkSink(_sink.Sink, Generic[ClientT]):
 
     def encode(self, event: core.Event) -> bytes:
         return encode(event)
+
+    install_templates_at_start = True
+    """Collectors install the index templates and lifecycle policy when they start."""
+
+    async def _on_start(self) -> None:
+        await super()._on_start()
+        if self.install_templates_at_start:
+            self.spawn("templates", self._install_until_done())
+
+    async def _install_until_done(self) -> None:
+        """Retry the installation (the server may be down at start) with capped backoff."""
+        wait = 1.0
+        while True:
+            try:
+                await self.install_templates()
+            except Exception as exc:  # noqa: BLE001 - logged and retried; data waits in queue
+                _log.warning(
+                    "index templates not installed yet; retrying",
+                    extra={
+                        "sink": self.name,
+                        "error": _sink.describe_error(exc),
+                        "retry_in_s": wait,
+                    },
+                )
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, 60.0)
+            else:
+                return
+
+    async def install_templates(self, retention_days: int | None = None) -> list[str]:
+        """PUT the index templates and the lifecycle policy (idempotent).
+
+        A cluster that refuses the policy (no ILM or ISM: the test harness's minimal
+        builds) gets the templates without lifecycle, with a warning. An ISM policy that
+        exists already (409) is left as it is. Returns the paths installed."""
+        days = retention_days or max(1, round((self.cfg.retention or 30 * 86400.0) / 86400))
+        product: normalize.Kind = "opensearch" if self.kind == "opensearch" else "elasticsearch"
+        plan = normalize.templates(product, days)
+        policy_path = next(iter(plan))
+        installed = []
+        try:
+            await self._put(policy_path, plan[policy_path])
+            installed.append(policy_path)
+        except Exception as exc:  # noqa: BLE001 - any refusal means: no lifecycle here
+            if _status(exc) == 409:
+                installed.append(policy_path)
+            else:
+                _log.warning(
+                    "lifecycle policy refused (no ILM/ISM?); templates go without lifecycle",
+                    extra={"sink": self.name, "error": _sink.describe_error(exc)},
+                )
+                plan = normalize.templates(product, days, lifecycle=False)
+        for path, body in plan.items():
+            if path == policy_path:
+                continue
+            await self._put(path, body)
+            installed.append(path)
+        _log.info("index templates installed", extra={"sink": self.name, "count": len(installed)})
+        return installed
+
+    async def _put(self, path: str, body: dict[str, Any]) -> None:
+        raise NotImplementedError
 
     def _client_options(self) -> dict[str, Any]:
         """Options both official clients take: gzip, no retries of their own, TLS."""

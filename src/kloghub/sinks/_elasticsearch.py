@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kloghub import core
 from kloghub.sinks import _bulk, _sink
@@ -65,6 +65,15 @@ class ElasticsearchSink(_bulk.BulkSink["AsyncElasticsearch"]):
         elif (auth := self._basic_auth()) is not None:
             options["basic_auth"] = auth
         self._client = AsyncElasticsearch([self._url], **options)
+
+    async def _put(self, path: str, body: dict[str, Any]) -> None:
+        assert self._client is not None
+        await self._client.perform_request(
+            "PUT",
+            f"/{path}",
+            body=body,
+            headers={"content-type": "application/json", "accept": "application/json"},
+        )
 
     async def _check(self) -> None:
         import elasticsearch

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kloghub import core
 from kloghub.sinks import _bulk, _sink
@@ -56,6 +56,10 @@ class OpenSearchSink(_bulk.BulkSink["AsyncOpenSearch"]):
         if (auth := self._basic_auth()) is not None:
             options["http_auth"] = auth
         self._client = AsyncOpenSearch(hosts=[self._url], **options)
+
+    async def _put(self, path: str, body: dict[str, Any]) -> None:
+        assert self._client is not None
+        await self._client.transport.perform_request("PUT", f"/{path}", body=body)
 
     async def _check(self) -> None:
         from opensearchpy import exceptions
