@@ -84,7 +84,7 @@ def _access(rng: random.Random, t: dt.datetime, n: int) -> list[tuple[dt.datetim
     return out
 
 
-_JAVA_TRACE = [
+JAVA_TRACE = [
     "ERROR OrderService - payment authorisation failed for order 4711",
     "java.net.SocketTimeoutException: Read timed out",
     "\tat java.base/java.net.SocketInputStream.socketRead0(Native Method)",
@@ -177,7 +177,7 @@ def generate_first_half(root: Path, seed: int = 7) -> DemoNode:
         ],
     )
     t = start + dt.timedelta(minutes=3)
-    _write(node, orders, [(t, "stderr", line) for line in _JAVA_TRACE])
+    _write(node, orders, [(t, "stderr", line) for line in JAVA_TRACE])
     worker = _container(node, "jobs", "worker-6b7c8d9e0-zz8k1", "worker")
     _write(node, worker, _worker(rng, start, 120))
     migrate = _container(node, "jobs", "migrate-28430211-4kq9s", "migrate")

@@ -1,0 +1,81 @@
+"""Level crawl end to end: the agent alone keeps container logs in the node's store, and
+`kloghub search` finds them there."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import orjson
+
+from tests._procs import Daemon
+from tests._world import World
+
+
+def search(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kloghub", "search", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_crawl_agent_keeps_lines_in_the_node_store_for_search(world: World):
+    """If this failed, level crawl would not be 'kubectl logs, but kept'."""
+    store = world.root / "node-store.db"
+    log = world.container_dir(ns="shop", pod="web-1") / "0.log"
+    world.append(log, range(50), text="GET /cart 200")
+    world.append(log, [50], stream="stderr", text="connection refused by payments")
+    agent = Daemon(
+        "agent",
+        config={
+            "level": "crawl",
+            "agent": {
+                "state_dir": str(world.state),
+                "metrics_addr": "127.0.0.1:0",
+                "sources": {
+                    "containers": {"paths": [str(world.pods / "*/*/*.log")]},
+                    "poll_interval": "50ms",
+                },
+                "outputs": [{"url": f"store:{store}"}],
+            },
+        },
+        workdir=world.root,
+    ).start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            result = search(
+                "",
+                "--store",
+                f"store:{store}",
+                "--since",
+                "1000d",
+                "--format",
+                "ndjson",
+                "--limit",
+                "1000",
+            )
+            if result.returncode == 0 and len(result.stdout.splitlines()) >= 51:
+                break
+            assert time.monotonic() < deadline, result.stderr
+            time.sleep(0.3)
+    finally:
+        assert agent.stop() == 0
+    result = search(
+        '"connection refused"',
+        "--store",
+        f"store:{store}",
+        "--since",
+        "1000d",
+        "--namespace",
+        "shop",
+        "--format",
+        "ndjson",
+    )
+    (doc,) = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert doc["kubernetes"]["pod"]["name"] == "web-1"
+    assert doc["stream"] == "stderr"
