@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kloghub import __version__, config, core
+from kloghub.cli import _admin
 
 __all__ = ["build_parser", "main"]
 
@@ -210,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--section", choices=("agent", "collector", "search"), help="print only this section"
     )
 
+    _admin.add_parsers(sub, _add_common)
+
     demo = sub.add_parser(
         "demo",
         help="run the whole pipeline on generated logs, then search them",
@@ -273,6 +276,8 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     flags: dict[str, Any] = {}
     if getattr(args, "level", None):
         flags["level"] = args.level
+    if args.command == "dlq" and args.state_dir:
+        flags["collector"] = {"state_dir": args.state_dir}
     section = _SECTION_FLAGS.get(args.command)
     if section is not None and (values := section(args)):
         flags[args.command] = values
@@ -409,6 +414,8 @@ _COMMANDS = {
     "search": _search,
     "validate": _validate,
     "demo": _demo,
+    "dlq": _admin.dlq,
+    "setup": _admin.setup,
 }
 
 
