@@ -1,7 +1,7 @@
 """The ``kloghub`` command: argument parsing and exit codes. Only this layer exits.
 
-Exit codes: 0 ok; 1 the daemon stopped after a crash; 2 bad usage or configuration;
-69 (EX_UNAVAILABLE) the command's machinery is not built yet.
+Exit codes: 0 ok; 1 the daemon stopped after a crash (or a search backend failed);
+2 bad usage or configuration.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from kloghub.cli import _admin
 __all__ = ["build_parser", "main"]
 
 EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 69
 
 _EPILOG = """\
 Levels (--level, env KLOGHUB_LEVEL, Helm value `level`):
@@ -294,15 +293,6 @@ def _report(error: core.ConfigError) -> int:
     for problem in error.problems:
         print(f"  - {problem}", file=sys.stderr)
     return EXIT_USAGE
-
-
-def _unavailable(what: str, issue: str) -> int:
-    print(
-        f"kloghub: {what} is not built yet ({issue}); the configuration is valid, "
-        "but nothing was started.",
-        file=sys.stderr,
-    )
-    return EXIT_UNAVAILABLE
 
 
 def _validate(args: argparse.Namespace, settings: config.Settings) -> int:
