@@ -66,21 +66,42 @@ def _local_output(cfg: config.AgentConfig) -> outputs.FileOutput | store.StoreSi
     return _NormalizingStore(store.path_from_url(cfg.outputs[0].url))
 
 
+def _watchers_and_decider(
+    cfg: config.AgentConfig, node: str | None
+) -> tuple[list[core.Component], enrich.Enricher]:
+    """The pod watch (when the API is used) and what decides each file's metadata."""
+    if not cfg.enrichment.kubernetes_api:
+        return [], enrich.Enricher(None, node_name=node)
+    cache = enrich.PodCache(cfg.enrichment.tombstone_ttl)
+    watcher = enrich.PodWatcher(cfg.enrichment, node, cache, state_dir=cfg.state_dir)
+    return [watcher], enrich.Enricher(cache, node_name=node)
+
+
 def build(cfg: config.AgentConfig) -> runtime.Daemon:
     """The agent's daemon; raises ConfigError for what cannot run as configured."""
     schemes = _schemes(cfg)
-    readiness = runtime.Readiness()
-    components: list[core.Component]
+    forward = {"forward", "forward+tls"}
+    if schemes & forward and not schemes <= forward:
+        raise core.ConfigError(
+            ["agent.outputs: forward:// outputs cannot be mixed with file:, stdout: or store:"]
+        )
     node = cfg.node_name or os.environ.get("NODE_NAME")
+    watchers, decider = _watchers_and_decider(cfg, node)
     chain = filters.Filters(cfg.filters)
-    watchers: list[core.Component] = []
-    if cfg.enrichment.kubernetes_api:
-        cache = enrich.PodCache(cfg.enrichment.tombstone_ttl)
-        watchers.append(enrich.PodWatcher(cfg.enrichment, node, cache, state_dir=cfg.state_dir))
-        decider = enrich.Enricher(cache, node_name=node)
-    else:
-        decider = enrich.Enricher(None, node_name=node)
-    if schemes <= {"forward", "forward+tls"}:
+
+    def source(sink: sources.Sink) -> sources.LogSource:
+        return sources.LogSource(
+            cfg.sources,
+            cfg.parsers,
+            cfg.state_dir,
+            sink,
+            node_name=node,
+            decider=decider,
+            filters=chain,
+        )
+
+    components: list[core.Component]
+    if schemes <= forward:
         output = transport.ForwardOutput(cfg.outputs)
         queue = buffer.DiskQueue(cfg.state_dir / "buffer", cfg.buffer, "agent")
         first = cfg.outputs[0]
@@ -91,30 +112,10 @@ def build(cfg: config.AgentConfig) -> runtime.Daemon:
             max_records=first.batch_max_records,
             max_bytes=int(first.batch_max_bytes),
         )
-        source = sources.LogSource(
-            cfg.sources,
-            cfg.parsers,
-            cfg.state_dir,
-            queue.push,
-            node_name=node,
-            decider=decider,
-            filters=chain,
-        )
-        components = [*watchers, queue, output, pump, source]
-    elif schemes & {"forward", "forward+tls"}:
-        raise core.ConfigError(
-            ["agent.outputs: forward:// outputs cannot be mixed with file:, stdout: or store:"]
-        )
+        components = [*watchers, queue, output, pump, source(queue.push)]
     else:
         local = _local_output(cfg)
-        source = sources.LogSource(
-            cfg.sources,
-            cfg.parsers,
-            cfg.state_dir,
-            local.send,
-            node_name=node,
-            decider=decider,
-            filters=chain,
-        )
-        components = [*watchers, local, source]
-    return runtime.Daemon("agent", components, cfg.metrics_addr, cfg.drain_timeout, readiness)
+        components = [*watchers, local, source(local.send)]
+    return runtime.Daemon(
+        "agent", components, cfg.metrics_addr, cfg.drain_timeout, runtime.Readiness()
+    )

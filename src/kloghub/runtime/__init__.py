@@ -4,6 +4,7 @@ from kloghub.runtime import _metrics as metrics
 from kloghub.runtime._daemon import EXIT_CRASH, EXIT_OK, Daemon, tune_gc
 from kloghub.runtime._http import ObservabilityServer, Readiness
 from kloghub.runtime._logging import JsonFormatter, setup_logging
+from kloghub.runtime._tls import client_ssl_context
 
 __all__ = [
     "EXIT_CRASH",
@@ -12,6 +13,7 @@ __all__ = [
     "JsonFormatter",
     "ObservabilityServer",
     "Readiness",
+    "client_ssl_context",
     "metrics",
     "setup_logging",
     "tune_gc",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from urllib.parse import urlsplit, urlunsplit
 
-from kloghub import config, core
+from kloghub import config, runtime
 
 __all__ = ["http_url", "is_https", "ssl_context"]
 
@@ -27,16 +27,4 @@ def is_https(url: str) -> bool:
 
 def ssl_context(tls: config.TLSConfig, sink: str) -> ssl.SSLContext:
     """A client TLS context from the sink's certificate files. Raises ConfigError."""
-    try:
-        context = ssl.create_default_context(
-            cafile=str(tls.ca_file) if tls.ca_file is not None else None
-        )
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if tls.cert_file is not None and tls.key_file is not None:
-            context.load_cert_chain(tls.cert_file, tls.key_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise core.ConfigError([f"sink {sink}: tls: cannot load certificates: {exc}"]) from None
-    if not tls.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+    return runtime.client_ssl_context(tls, f"sink {sink}")

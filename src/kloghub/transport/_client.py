@@ -58,7 +58,7 @@ from urllib.parse import urlsplit
 import msgpack
 import tenacity
 
-from kloghub import config, core
+from kloghub import config, core, runtime
 from kloghub.runtime import metrics
 from kloghub.transport import _protocol
 
@@ -75,19 +75,7 @@ _CONNECT_ERRORS = (OSError, TimeoutError, _protocol.ProtocolError, core.Retryabl
 
 def client_ssl_context(tls: config.TLSConfig) -> ssl.SSLContext:
     """A client TLS context from certificate files. Raises ConfigError."""
-    try:
-        context = ssl.create_default_context(
-            cafile=str(tls.ca_file) if tls.ca_file is not None else None
-        )
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if tls.cert_file is not None and tls.key_file is not None:
-            context.load_cert_chain(tls.cert_file, tls.key_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise core.ConfigError([f"output tls: cannot load certificates: {exc}"]) from None
-    if not tls.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+    return runtime.client_ssl_context(tls, "output")
 
 
 class _LinkLost(Exception):  # noqa: N818 - not an error: a signal to reconnect at once
