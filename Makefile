@@ -43,7 +43,7 @@ servers-stop:
 
 ## The main job end to end on generated logs and an embedded store.
 demo: $(STAMP)
-	$(BIN)/kloghub demo
+	$(BIN)/kloghub demo $(DEMO_ARGS)
 
 ## One image for agent and collector (needs a Docker engine with BuildKit).
 image:
