@@ -108,3 +108,16 @@ def assert_exactly_once(found: Counter[int], expected) -> None:
     assert not missing, f"lost {len(missing)} lines, e.g. {sorted(missing)[:5]}"
     assert not dupes, f"duplicated {len(dupes)} lines, e.g. {sorted(dupes)[:5]}"
     assert not extra, f"unexpected lines {sorted(extra)[:5]}"
+
+
+async def run_until(
+    source: sources.LogSource, sink: Collector, count: int, linger: float = 0.3
+) -> sources.LogSource:
+    """Start ``source``, wait for ``count`` events (and ``linger`` for any extra), stop it."""
+    await source.start()
+    try:
+        await sink.wait_for(count)
+        await asyncio.sleep(linger)
+    finally:
+        await source.stop(5)
+    return source

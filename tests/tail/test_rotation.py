@@ -6,7 +6,14 @@ import asyncio
 import os
 
 from kloghub import tail
-from tests._world import Collector, World, assert_exactly_once, make_source
+from tests._world import (
+    Collector,
+    World,
+    assert_exactly_once,
+    make_source,
+    run_until,
+    settings,
+)
 
 
 async def test_kubelet_rename_rotation_reads_old_file_to_its_end_then_the_new_one(world: World):
@@ -43,13 +50,7 @@ async def test_rotated_file_gzipped_while_agent_was_down_continues_inside_the_gz
     world.rotate(log, "20261127-070000", gzip_it=True)
     world.append(log, range(450, 500))
 
-    source = make_source(world, sink)
-    await source.start()
-    try:
-        await sink.wait_for(500)
-        await asyncio.sleep(0.3)
-    finally:
-        await source.stop(5)
+    source = await run_until(make_source(world, sink), sink, 500)
     assert_exactly_once(sink.numbers(), range(500))
     assert source.tailer.stats["gz_continuations"] == 1
 
@@ -66,13 +67,7 @@ async def test_rotated_file_renamed_while_agent_was_down_is_finished_after_resta
     world.append(log, range(100, 150))
     world.rotate(log, "20261127-080000")
     world.append(log, range(150, 160))
-    source = make_source(world, sink)
-    await source.start()
-    try:
-        await sink.wait_for(160)
-        await asyncio.sleep(0.3)
-    finally:
-        await source.stop(5)
+    source = await run_until(make_source(world, sink), sink, 160)
     assert_exactly_once(sink.numbers(), range(160))
 
 
@@ -186,17 +181,11 @@ async def test_symlink_and_target_are_tailed_once(world: World):
     links.mkdir()
     (links / f"web-1_default_app-{'a' * 64}.log").symlink_to(log)
     sink = Collector()
-    src, parsers = __import__("tests._world", fromlist=["settings"]).settings(world)
+    src, parsers = settings(world)
     src.containers.paths = [str(world.pods / "*/*/*.log"), str(links / "*.log")]
     from kloghub import sources
 
-    source = sources.LogSource(src, parsers, world.state, sink)
-    await source.start()
-    try:
-        await sink.wait_for(20)
-        await asyncio.sleep(0.3)
-    finally:
-        await source.stop(5)
+    await run_until(sources.LogSource(src, parsers, world.state, sink), sink, 20)
     assert_exactly_once(sink.numbers(), range(20))
 
 
@@ -207,17 +196,11 @@ async def test_gz_and_tmp_files_are_never_discovered(world: World):
     world.append(d / "0.log.20261127-000000.gz", range(100, 105))
     world.append(d / "0.log.tmp", range(200, 205))
     sink = Collector()
-    src, parsers = __import__("tests._world", fromlist=["settings"]).settings(world)
+    src, parsers = settings(world)
     src.containers.paths = [str(world.pods / "*/*/*")]
     from kloghub import sources
 
-    source = sources.LogSource(src, parsers, world.state, sink)
-    await source.start()
-    try:
-        await sink.wait_for(5)
-        await asyncio.sleep(0.3)
-    finally:
-        await source.stop(5)
+    await run_until(sources.LogSource(src, parsers, world.state, sink), sink, 5)
     assert_exactly_once(sink.numbers(), range(5))
 
 
@@ -246,13 +229,7 @@ async def test_checkpoint_resumes_exactly_after_a_clean_restart(world: World):
     await sink.wait_for(100)
     await source.stop(5)
     world.append(log, range(100, 120))
-    source = make_source(world, sink)
-    await source.start()
-    try:
-        await sink.wait_for(120)
-        await asyncio.sleep(0.3)
-    finally:
-        await source.stop(5)
+    source = await run_until(make_source(world, sink), sink, 120)
     assert_exactly_once(sink.numbers(), range(120))
 
 
