@@ -119,3 +119,31 @@ def test_collector_refuses_level_crawl():
     )
     assert result.returncode == 2
     assert "does not run at level crawl" in result.stderr
+
+
+def test_cli_levels_are_the_config_presets():
+    """If this failed, `--level` would offer a preset the config does not have (or miss one)."""
+    from kloghub import config
+    from kloghub.cli import _main
+
+    assert tuple(_main.LEVELS) == tuple(config.LEVELS)
+
+
+def test_search_help_imports_no_framework():
+    """If this failed, `kloghub search --help` would pay for pydantic, aiohttp and
+    prometheus-client at start-up again (issue: it must start in well under a second)."""
+    code = (
+        "import sys\n"
+        "from kloghub import cli\n"
+        "try:\n"
+        "    cli.main(['search', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = [m for m in ('pydantic', 'pydantic_settings', 'aiohttp', 'prometheus_client',"
+        " 'elasticsearch', 'opensearchpy', 'kubernetes') if m in sys.modules]\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert "HEAVY []" in result.stderr, result.stderr

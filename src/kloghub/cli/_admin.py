@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
-import orjson
+from kloghub import core
 
-from kloghub import config, core, sinks
+if TYPE_CHECKING:
+    from kloghub import config
 
 __all__ = ["add_parsers", "dlq", "setup"]
 
@@ -65,6 +67,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
 
 
 def dlq(args: argparse.Namespace, settings: config.Settings) -> int:
+    import orjson
+
+    from kloghub import sinks
+
     directory = settings.collector.state_dir / "dlq"
     if args.action == "list":
         summary = sinks.summarize(directory, newest=args.newest)
@@ -113,6 +119,8 @@ def dlq(args: argparse.Namespace, settings: config.Settings) -> int:
 
 
 async def _install(cfg: config.SinkConfig, days: int | None) -> list[str]:
+    from kloghub import sinks
+
     sink = sinks.build(cfg, _NoDeadLetters())
     if not isinstance(sink, sinks.ElasticsearchSink | sinks.OpenSearchSink):
         raise core.ConfigError([f"{cfg.url}: setup is for Elasticsearch and OpenSearch sinks"])
@@ -130,6 +138,8 @@ class _NoDeadLetters:
 
 
 def setup(args: argparse.Namespace, settings: config.Settings) -> int:
+    from kloghub import config
+
     targets = (
         [config.SinkConfig(url=u) for u in args.sink]
         if args.sink

@@ -10,14 +10,21 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kloghub import __version__, config, core
+from kloghub import __version__, core
 from kloghub.cli import _admin
+
+if TYPE_CHECKING:
+    from kloghub import config
 
 __all__ = ["build_parser", "main"]
 
 EXIT_USAGE = 2
+
+LEVELS = ("crawl", "walk", "run")
+"""The presets (``config.LEVELS``; spelled out here so that ``--help`` imports no config
+model: `kloghub search --help` starts without pydantic, aiohttp or prometheus-client)."""
 
 _EPILOG = """\
 Levels (--level, env KLOGHUB_LEVEL, Helm value `level`):
@@ -90,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir /tmp/kloghub",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_common(agent, config.LEVELS)
+    _add_common(agent, LEVELS)
     agent.add_argument(
         "--path",
         action="append",
@@ -162,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_SEARCH_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_common(search, config.LEVELS)
+    _add_common(search, LEVELS)
     search.add_argument(
         "query",
         metavar="QUERY",
@@ -205,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: kloghub validate --config kloghub.yaml --level run",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_common(validate, config.LEVELS)
+    _add_common(validate, LEVELS)
     validate.add_argument(
         "--section", choices=("agent", "collector", "search"), help="print only this section"
     )
@@ -284,6 +291,8 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _load(args: argparse.Namespace) -> config.Settings:
+    from kloghub import config
+
     return config.load(getattr(args, "config", None), _flags(args))
 
 
@@ -299,6 +308,8 @@ def _validate(args: argparse.Namespace, settings: config.Settings) -> int:
     if args.section == "collector" and settings.level == "crawl":
         print("kloghub: there is no collector at level crawl", file=sys.stderr)
         return EXIT_USAGE
+    from kloghub import config
+
     print(config.dump(settings, args.section), end="")
     return 0
 
