@@ -4,7 +4,8 @@ The chart lets users set keys of the config file directly (``agent.config``,
 ``collector.config``, ``agent.output`` and each backend's ``sink``). Their schema in
 ``charts/kloghub/values.schema.json`` is derived from ``kloghub.config`` so that ``helm
 install`` refuses exactly the keys ``kloghub`` itself would refuse, minus the keys the
-chart manages and every secret (secrets come from Kubernetes Secrets, never from values).
+chart manages and every secret and secret file (secrets come from Kubernetes Secrets that
+the chart mounts and points ``X_file`` at, never from values).
 
 ``python -m tests.charts._model_schema`` rewrites those fragments after a model changed;
 ``tests/charts/test_chart.py`` fails while they are stale.
@@ -62,8 +63,9 @@ def model_schema(model: type[BaseModel], exclude: Iterable[str] = ()) -> dict[st
     """An object schema with the model's keys (minus ``exclude``, dotted) and nothing else."""
     excluded = set(exclude)
     properties: dict[str, Any] = {}
+    secrets = {n for n, f in model.model_fields.items() if _is_secret(f.annotation)}
     for name, field in model.model_fields.items():
-        if name in excluded or _is_secret(field.annotation):
+        if name in excluded or name in secrets or name.removesuffix("_file") in secrets:
             continue
         inner = {p.removeprefix(name + ".") for p in excluded if p.startswith(name + ".")}
         schema = _field_schema(field.annotation, field.metadata, inner)

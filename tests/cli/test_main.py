@@ -147,3 +147,70 @@ def test_search_help_imports_no_framework():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert "HEAVY []" in result.stderr, result.stderr
+
+
+UNAUTHENTICATED = "accepts Forward peers without authentication"
+
+
+@pytest.mark.parametrize("level", ["walk", "run"])
+def test_validate_warns_about_a_listener_without_authentication(level):
+    """If this failed, an operator could deploy a collector that anyone on the network can
+    write into without being told."""
+    result = run("validate", "--level", level)
+    assert result.returncode == 0
+    assert f"kloghub: warning: collector.listener (127.0.0.1:24224) {UNAUTHENTICATED}" in (
+        result.stderr
+    )
+    assert yaml.safe_load(result.stdout)["level"] == level  # stdout stays parseable YAML
+
+
+@pytest.mark.parametrize(
+    "listener",
+    [
+        {"shared_key": "k"},
+        {"users": [{"username": "node-a", "password": "p"}]},
+        {
+            "tls": {"enabled": True, "ca_file": "/ca.crt", "cert_file": "/c", "key_file": "/k"},
+            "require_client_cert": True,
+        },
+    ],
+    ids=["shared-key", "users", "client-cert"],
+)
+def test_validate_does_not_warn_when_the_listener_authenticates(tmp_path, listener):
+    """If this failed, the warning would cry wolf on a properly secured collector and
+    operators would learn to ignore it."""
+    path = tmp_path / "k.yaml"
+    path.write_text(yaml.safe_dump({"collector": {"listener": listener}}))
+    result = run("validate", "--config", str(path), "--level", "run")
+    assert result.returncode == 0, result.stderr
+    assert UNAUTHENTICATED not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "listener",
+    [
+        {"tls": {"enabled": True, "cert_file": "/c", "key_file": "/k"}},
+        {
+            "tls": {"enabled": True, "cert_file": "/c", "key_file": "/k"},
+            "require_client_cert": True,
+        },
+    ],
+    ids=["tls-only", "client-cert-without-ca"],
+)
+def test_validate_warns_when_tls_does_not_check_the_client(tmp_path, listener):
+    """If this failed, server-only TLS (encryption, no identity) would pass as
+    authentication."""
+    path = tmp_path / "k.yaml"
+    path.write_text(yaml.safe_dump({"collector": {"listener": listener}}))
+    result = run("validate", "--config", str(path), "--level", "run")
+    assert result.returncode == 0, result.stderr
+    assert UNAUTHENTICATED in result.stderr
+
+
+@pytest.mark.parametrize("args", [("--level", "crawl"), ("--level", "run", "--section", "agent")])
+def test_validate_warns_only_where_a_listener_is_shown(args):
+    """If this failed, `validate --section agent` (or crawl, with no collector) would
+    warn about a listener that is not part of what was asked."""
+    result = run("validate", *args)
+    assert result.returncode == 0
+    assert UNAUTHENTICATED not in result.stderr

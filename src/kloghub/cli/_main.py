@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the effective configuration, or every error in it",
         description="Load the configuration as a daemon would (preset, file, environment) "
         "and print the effective settings with secrets masked, or every problem found. "
-        "Exits non-zero on any problem.",
+        "Exits non-zero on any problem. Settings that are valid but unsafe (a Forward "
+        "listener without authentication) are printed as warnings on stderr.",
         epilog="example: kloghub validate --config kloghub.yaml --level run",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -310,6 +311,8 @@ def _validate(args: argparse.Namespace, settings: config.Settings) -> int:
         return EXIT_USAGE
     from kloghub import config
 
+    for warning in config.security_warnings(settings, args.section):
+        print(f"kloghub: warning: {warning}", file=sys.stderr)
     print(config.dump(settings, args.section), end="")
     return 0
 

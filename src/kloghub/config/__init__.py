@@ -3,6 +3,7 @@
 ``load()`` gives the effective :class:`Settings`; ``dump()`` prints it with secrets masked.
 """
 
+from kloghub.config._checks import listener_authenticates, security_warnings
 from kloghub.config._loader import LEVELS, Level, Settings, dump, load, load_preset
 from kloghub.config._models import (
     AgentConfig,
@@ -27,6 +28,7 @@ from kloghub.config._models import (
     SourcesConfig,
     TLSConfig,
     UserCredential,
+    read_secret_file,
 )
 from kloghub.config._types import Duration, HostPort, Size, parse_duration, parse_hostport
 
@@ -60,8 +62,11 @@ __all__ = [
     "TLSConfig",
     "UserCredential",
     "dump",
+    "listener_authenticates",
     "load",
     "load_preset",
     "parse_duration",
     "parse_hostport",
+    "read_secret_file",
+    "security_warnings",
 ]

@@ -233,6 +233,11 @@ def _describe(exc: ValidationError) -> list[str]:
                 text += f" (known keys: {', '.join(known)})"
             problems.append(text)
             continue
+        if err["type"] == "secret_file":
+            # A secret's file: the message names the key and the file, never the content.
+            prefix = f"{where}." if loc else ""
+            problems.append(prefix + err["msg"])
+            continue
         shown = "(missing)" if err["type"] == "missing" else _show(value, loc)
         problems.append(f"{where}: got {shown}; {_expected(err['msg'])}")
     return problems

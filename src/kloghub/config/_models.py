@@ -2,14 +2,23 @@
 
 Every model refuses unknown keys. Sizes take units (``256MiB``), durations take units
 (``30s``, ``10m``). Secrets are ``SecretStr``: they print as ``**********``.
+
+Every secret ``X`` can instead be read from a file with ``X_file`` (a mounted Kubernetes
+Secret, a Docker secret): the file is read once, when the configuration is loaded, and
+its content fills ``X``, so the code that uses the secret reads ``X`` whatever its
+source. One trailing line ending (``\n`` or ``\r\n``) is removed, as ``echo`` and
+``kubectl create secret --from-file`` leave one; everything else, including quotes,
+backslashes and inner newlines, is kept byte for byte. Setting both ``X`` and ``X_file``
+is an error, as are a missing, unreadable, non-UTF-8, empty or oversized file.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from kloghub.config._types import (
     OUTPUT_SCHEMES,
@@ -44,6 +53,7 @@ __all__ = [
     "SourcesConfig",
     "TLSConfig",
     "UserCredential",
+    "read_secret_file",
 ]
 
 Level = Literal["crawl", "walk", "run"]
@@ -51,6 +61,87 @@ WhenFull = Literal["block", "drop_oldest"]
 ReadFrom = Literal["head", "tail"]
 MultilineRule = Literal["java", "python", "go"]
 SecretKind = Literal["bearer_token", "jwt", "aws_access_key", "url_password", "key_value_secret"]
+
+
+# --------------------------------------------------------------------------- secrets in files
+
+MAX_SECRET_FILE_BYTES = 64 * 1024
+"""A secret file larger than this is refused: it is not a key, a password or a token."""
+
+
+def read_secret_file(path: Path) -> str:
+    """The secret held in ``path``: UTF-8 text minus one trailing line ending.
+
+    Raises ValueError with a sentence that names the file and never its content.
+    """
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_SECRET_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a directory, not a file") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise ValueError(f"{path}: larger than {MAX_SECRET_FILE_BYTES // 1024} KiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: is not UTF-8 text") from None
+    if text.endswith("\r\n"):
+        text = text[:-2]
+    elif text.endswith("\n"):
+        text = text[:-1]
+    if not text:
+        raise ValueError(f"{path}: is empty")
+    return text
+
+
+class FileSecret(SecretStr):
+    """A secret read from a file; remembers the file so re-validation does not read it again."""
+
+    def __init__(self, secret_value: str, source: Path) -> None:
+        super().__init__(secret_value)
+        self.source = source
+
+
+class SecretFilesModel(Model):
+    """A model whose secrets ``X`` (listed in ``secret_files``) may come from ``X_file``."""
+
+    secret_files: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name in cls.secret_files:
+            key = f"{name}_file"
+            given = out.get(key)
+            if given is None:
+                continue
+            current = out.get(name)
+            if isinstance(current, FileSecret) and current.source == Path(given):
+                continue  # re-validation (an assignment): already read from this file
+            if current is not None and not isinstance(current, FileSecret):
+                raise PydanticCustomError(
+                    "secret_file",
+                    "{key}: set {name} or {key}, not both",
+                    {"key": key, "name": name},
+                )
+            if not isinstance(given, str | Path) or not str(given):
+                raise PydanticCustomError(
+                    "secret_file", "{key}: expected a file path", {"key": key, "name": name}
+                )
+            try:
+                out[name] = FileSecret(read_secret_file(Path(given)), Path(given))
+            except ValueError as exc:
+                raise PydanticCustomError(
+                    "secret_file", "{key}: {problem}", {"key": key, "problem": str(exc)}
+                ) from None
+        return out
 
 
 # --------------------------------------------------------------------------- shared
@@ -237,16 +328,22 @@ class BufferConfig(QueueConfig):
     max_bytes: Size = Size(256 * 1024 * 1024)
 
 
-class OutputConfig(Model):
+class OutputConfig(SecretFilesModel):
     """One destination of the agent, named by URL (credentials never in the URL)."""
+
+    secret_files = ("shared_key", "password")
 
     url: str
     """``forward://host:port``, ``forward+tls://host:port``, ``file:PATH``, ``stdout:``,
     ``store:PATH``. Several forward outputs are load-balanced with failover."""
     shared_key: SecretStr | None = None
     """Forward protocol shared key (HELO/PING/PONG handshake)."""
+    shared_key_file: Path | None = None
+    """Read ``shared_key`` from this file at load (one trailing newline removed)."""
     username: str | None = None
     password: SecretStr | None = None
+    password_file: Path | None = None
+    """Read ``password`` from this file at load (one trailing newline removed)."""
     tls: TLSConfig = Field(default_factory=TLSConfig)
     compress: Literal["none", "gzip"] = "none"
     """``gzip`` sends CompressedPackedForward: less network, more CPU."""
@@ -296,16 +393,27 @@ class AgentConfig(Model):
 # --------------------------------------------------------------------------- collector
 
 
-class UserCredential(Model):
+class UserCredential(SecretFilesModel):
+    """One user of the Forward handshake (Fluentd ``<user>``, Fluent Bit ``Username``)."""
+
+    secret_files = ("password",)
+
     username: str
     password: SecretStr
+    """The user's password; or give ``password_file``."""
+    password_file: Path | None = None
+    """Read ``password`` from this file at load (one trailing newline removed)."""
 
 
-class ListenerConfig(Model):
+class ListenerConfig(SecretFilesModel):
     """The Forward protocol listener."""
+
+    secret_files = ("shared_key",)
 
     shared_key: SecretStr | None = None
     """When set, clients must complete the HELO/PING/PONG handshake with this key."""
+    shared_key_file: Path | None = None
+    """Read ``shared_key`` from this file at load (one trailing newline removed)."""
     users: list[UserCredential] = Field(default_factory=list)
     """Optional username/password pairs checked in the handshake."""
     self_hostname: str = "kloghub-collector"
@@ -338,18 +446,26 @@ class NormalizerConfig(Model):
     """The data stream namespace (``logs-kubernetes.container_logs-<namespace>``)."""
 
 
-class SinkConfig(Model):
+class SinkConfig(SecretFilesModel):
     """One destination of the collector, named by URL (credentials never in the URL)."""
+
+    secret_files = ("password", "api_key", "token")
 
     url: str
     """``elasticsearch+https://host:9200``, ``opensearch+https://host:9200``,
     ``splunk-hec+https://host:8088``, ``store:PATH``, ``file:PATH`` or ``stdout:``."""
     username: str | None = None
     password: SecretStr | None = None
+    password_file: Path | None = None
+    """Read ``password`` from this file at load (one trailing newline removed)."""
     api_key: SecretStr | None = None
     """Elasticsearch API key (base64 ``id:key``)."""
+    api_key_file: Path | None = None
+    """Read ``api_key`` from this file at load (one trailing newline removed)."""
     token: SecretStr | None = None
     """Splunk HEC token."""
+    token_file: Path | None = None
+    """Read ``token`` from this file at load (one trailing newline removed)."""
     index: str | None = None
     """Splunk index (the token's default when unset)."""
     indexer_ack: bool = False
@@ -411,14 +527,20 @@ class CollectorConfig(Model):
 # --------------------------------------------------------------------------- search
 
 
-class SearchConfig(Model):
+class SearchConfig(SecretFilesModel):
     """``kloghub search`` defaults."""
+
+    secret_files = ("password", "api_key")
 
     store: str = "store:/var/lib/kloghub-collector/store.db"
     """Where to search: ``store:PATH``, ``elasticsearch+https://...``, ``opensearch+https://...``."""
     username: str | None = None
     password: SecretStr | None = None
+    password_file: Path | None = None
+    """Read ``password`` from this file at load (one trailing newline removed)."""
     api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    """Read ``api_key`` from this file at load (one trailing newline removed)."""
     tls: TLSConfig = Field(default_factory=TLSConfig)
     limit: int = Field(default=100, ge=1)
     format: Literal["table", "json", "ndjson", "csv"] = "table"
