@@ -216,6 +216,60 @@ def test_fluent_bit_records_are_normalized_like_kloghub_ones() -> None:
     assert escaped["json"]["stringified-json"].startswith('{"stringified-json":')
 
 
+def _fluent_bit_cri(**extra: Any) -> core.Event:
+    """A record as Fluent Bit 5 sends it: tail with ``multiline.parser cri`` (which keeps
+    the CRI tag as ``_p``) and the kubernetes filter; no kloghub block."""
+    record = {"stream": "stdout", "log": "GET /health 200", "kubernetes": K8S, **extra}
+    return core.Event(
+        "kube.var.log.containers.web-5d8f9c-x1_shop_app-" + "c" * 64 + ".log", 1, record
+    )
+
+
+def test_fluent_bit_cri_tag_of_joined_partials_becomes_the_partial_flag() -> None:
+    """Fluent Bit's ``_p: P`` (a line the runtime split, joined by the cri multiline
+    parser) gives the same kloghub.flags as kloghub's own agent and leaves no ``json._p``;
+    broken, every Fluent Bit document would carry a stray field and joined lines could
+    not be found."""
+    doc = _doc(_fluent_bit_cri(_p="P"))
+    assert doc["kloghub"] == {"flags": ["partial"]}
+    assert doc["message"] == "GET /health 200"
+    assert "json" not in doc
+    assert "_p" not in orjson.dumps(doc).decode()
+
+
+def test_fluent_bit_cri_tag_of_a_full_line_leaves_no_trace() -> None:
+    """``_p: F`` is an ordinary line: no flag, no field; broken, documents of Fluent Bit
+    senders would differ from kloghub's for the same line."""
+    doc = _doc(_fluent_bit_cri(_p="F"))
+    assert "kloghub" not in doc
+    assert "json" not in doc
+
+
+def test_fluent_bit_cri_tag_stays_out_of_merged_application_fields() -> None:
+    """With Fluent Bit's Merge_Log the application's keys sit next to ``_p``; they go to
+    the JSON target and ``_p`` does not; broken, ``json._p`` would leak again."""
+    doc = _doc(_fluent_bit_cri(_p="P", level="warn", user="ana"))
+    assert doc["json"] == {"user": "ana"}
+    assert doc["log"]["level"] == "warn"
+    assert doc["kloghub"] == {"flags": ["partial"]}
+
+
+def test_the_classic_cri_parsers_logtag_marks_a_partial_too() -> None:
+    """Fluent Bit's regex ``cri`` parser names the tag ``logtag``; ``P`` there is a
+    partial line as well; broken, the same line would be flagged or not depending on
+    the sender's parser."""
+    assert _doc(_fluent_bit_cri(logtag="P"))["kloghub"] == {"flags": ["partial"]}
+    assert "kloghub" not in _doc(_fluent_bit_cri(logtag="F"))
+
+
+def test_kloghub_agent_flags_are_not_doubled_by_a_cri_tag() -> None:
+    """A record with kloghub's own flags is taken at its word; broken, a record with both
+    would say ``partial`` twice."""
+    event = _event("x", _p="P")
+    event.record["kloghub"]["flags"] = ["partial"]
+    assert _doc(event)["kloghub"]["flags"] == ["partial"]
+
+
 def test_a_record_without_pod_metadata_takes_it_from_the_tag() -> None:
     """kube.<ns>.<pod>.<container> tags fill the pod fields when the record has no
     kubernetes map; broken, such logs could not be told apart."""

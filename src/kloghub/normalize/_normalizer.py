@@ -49,9 +49,17 @@ ROOT_FIELDS = frozenset(
 """ECS 9.4's top-level names: the JSON target may not be one of them (nor an extension)."""
 
 _KNOWN_KEYS = frozenset(
-    ("log", "stream", "time", "kubernetes", "kloghub", "kubernetes_namespace", "logtag", "date")
+    (
+        *("log", "stream", "time", "kubernetes", "kloghub", "kubernetes_namespace", "logtag"),
+        *("date", "_p"),
+    )
 )
-"""Record keys with a meaning; others (Fluent Bit's ``Merge_Log``) are application fields."""
+"""Record keys with a meaning; others (Fluent Bit's ``Merge_Log``) are application fields.
+
+Fluent Bit's tail with ``multiline.parser cri`` keeps the CRI tag as ``_p`` (``logtag``
+with the classic ``cri`` regex parser): ``P`` — the record is made of partial lines —
+becomes the ``partial`` flag kloghub's agent sets; neither key reaches the document.
+"""
 _FLB_CONTAINER_FILE = re.compile(
     r"(?P<pod>[^_]+)_(?P<ns>[^_]+)_(?P<container>.+)-[0-9a-f]{64}\.log$"
 )
@@ -133,6 +141,15 @@ def _text(value: Any) -> str | None:
     if type(value) is bytes:
         return value.decode("utf-8", "replace")
     return None
+
+
+def _cri_partial(record: dict[str, Any]) -> bool:
+    """Whether a foreign sender (Fluent Bit) marked the record as built from CRI ``P``
+    lines: ``_p`` (multiline parser ``cri``) or ``logtag`` (regex parser ``cri``)."""
+    tag = record.get("_p")
+    if tag is None:
+        tag = record.get("logtag")
+    return type(tag) is str and tag[:1] == "P"
 
 
 def _strip_newline(text: str) -> str:
@@ -415,6 +432,8 @@ class Normalizer:
             text = _text(text)
         log_field: dict[str, Any] = {}
         size = self._body(doc, log_field, text, record) + meta.size + _DOC_OVERHEAD
+        if kh is None and _cri_partial(record):
+            flags = [*(flags or ()), "partial"]
         doc_id = self._provenance(doc, log_field, kh, flags)
         return self._finish(
             event, tag, record, kh=kh, text=text, out=(meta.index, time_ns, doc, doc_id, size)
