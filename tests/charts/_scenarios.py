@@ -1,11 +1,14 @@
 """Values the chart is rendered with in the tests, and helpers to read the manifests.
 
 Secrets are referenced by name only; ``SECRETS`` holds the values a cluster would have in
-them, which only the simulated kubelet (``pod_env``) ever sees.
+them, which only the simulated kubelet (``pod_env``, ``pod_files``) ever sees. Each holds
+a quote, a backslash and a newline: what broke JSON environment variables must reach the
+process intact. Secrets the chart generates itself are read from the rendered manifests.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import re
@@ -19,13 +22,26 @@ from kloghub import config
 
 Manifest = dict[str, Any]
 
+HOSTILE = '"\\\n'
+"""A quote, a backslash and a newline: the characters JSON and shell quoting trip on."""
 SECRETS: dict[tuple[str, str], str] = {
-    ("kloghub-forward", "shared-key"): "forward-key-7f3a9c",
-    ("es-creds", "password"): "es-password-51be0d",
+    ("kloghub-forward", "shared-key"): f"forward-key{HOSTILE}7f3a9c",
+    ("es-creds", "password"): f"es-password{HOSTILE}51be0d",
     ("es-creds", "api-key"): "ZXMtaWQ6ZXMta2V5LTk5YjE=",
-    ("os-creds", "password"): "os-password-c0ffee",
+    ("os-creds", "password"): f"os-pass{HOSTILE}word-c0ffee",
     ("splunk-hec", "token"): "00000000-hec-token-4e1d",
+    ("edge-user", "password"): f"edge{HOSTILE}pw-b7e2",
+    # Certificates are read when a daemon starts, not by the loader: any text stands in.
+    ("kloghub-forward-tls", "ca.crt"): "-----BEGIN CERTIFICATE-----\n(test)\n",
+    ("kloghub-forward-tls", "tls.crt"): "-----BEGIN CERTIFICATE-----\n(test)\n",
+    ("kloghub-forward-tls", "tls.key"): "-----BEGIN PRIVATE KEY-----\n(test)\n",
+    ("backend-ca", "ca.crt"): "-----BEGIN CERTIFICATE-----\n(test)\n",
+    # What cert-manager writes for the Certificate the chart renders (run-cert-manager).
+    ("kl-kloghub-forward-tls", "ca.crt"): "-----BEGIN CERTIFICATE-----\n(test)\n",
+    ("kl-kloghub-forward-tls", "tls.crt"): "-----BEGIN CERTIFICATE-----\n(test)\n",
+    ("kl-kloghub-forward-tls", "tls.key"): "-----BEGIN PRIVATE KEY-----\n(test)\n",
 }
+CERTIFICATES = frozenset(key for key in SECRETS if key[1].endswith((".crt", ".key")))
 NODE = "node-a"
 
 FORWARD_AUTH = {"sharedKeySecret": {"name": "kloghub-forward", "key": "shared-key"}}
@@ -74,10 +90,19 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         },
     },
     "walk-deployment": {"level": "walk", "collector": {"kind": "Deployment"}},
+    "run-cert-manager": {"level": "run", "certManager": {"enabled": True}},
+    "walk-open": {
+        "level": "walk",
+        "forward": {"tls": {"enabled": False, "secretName": "", "verify": True}},
+        "networkPolicy": {"enabled": False},
+    },
     "everything": {
         "level": "run",
         "forward": {
             **FORWARD_AUTH,
+            "users": [
+                {"username": "edge", "passwordSecret": {"name": "edge-user", "key": "password"}}
+            ],
             "tls": {"enabled": True, "secretName": "kloghub-forward-tls", "verify": True},
         },
         "agent": {
@@ -174,6 +199,65 @@ def pod_env(container: dict[str, Any]) -> dict[str, str]:
             ref = source["secretKeyRef"]
             env[item["name"]] = SECRETS[(ref["name"], ref["key"])]
     return env
+
+
+def _secret_data(manifests: list[Manifest], name: str) -> dict[str, str]:
+    """The keys of Secret ``name``: rendered by the chart, or one of ``SECRETS``."""
+    for m in find(manifests, "Secret"):
+        if m["metadata"]["name"] == name:
+            data = {k: base64.b64decode(v).decode() for k, v in (m.get("data") or {}).items()}
+            return {**data, **(m.get("stringData") or {})}
+    found = {key: value for (secret, key), value in SECRETS.items() if secret == name}
+    assert found, f"the pod mounts Secret {name}, which neither the chart nor SECRETS has"
+    return found
+
+
+def _secret_files(
+    manifests: list[Manifest], name: str, items: list[dict[str, Any]] | None
+) -> dict[str, str]:
+    data = _secret_data(manifests, name)
+    if items is None:
+        return data
+    return {item["path"]: data[item["key"]] for item in items}
+
+
+def pod_files(manifests: list[Manifest], workload: Manifest, root: Path) -> dict[str, Path]:
+    """Writes the files of the first container's Secret volumes under ``root`` as the
+    kubelet mounts them (secret and projected volumes, ``items`` honoured, content byte
+    for byte); returns each mount path with the directory that stands for it."""
+    spec = pod_spec(workload)
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounted: dict[str, Path] = {}
+    for mount in spec["containers"][0].get("volumeMounts", []):
+        volume = volumes.get(mount["name"], {})
+        files: dict[str, str] = {}
+        if "secret" in volume:
+            source = volume["secret"]
+            files = _secret_files(manifests, source["secretName"], source.get("items"))
+        elif "projected" in volume:
+            for part in volume["projected"]["sources"]:
+                source = part["secret"]
+                files |= _secret_files(manifests, source["name"], source.get("items"))
+        else:
+            continue
+        directory = root / mount["mountPath"].lstrip("/")
+        directory.mkdir(parents=True, exist_ok=True)
+        for path, content in files.items():
+            (directory / path).write_bytes(content.encode())
+        mounted[mount["mountPath"]] = directory
+    return mounted
+
+
+def pod(manifests: list[Manifest], component: str, root: Path) -> tuple[str, dict[str, str]]:
+    """The config file and environment that ``component``'s process sees, with the
+    mounted Secret files written under ``root`` and their paths pointed there."""
+    text = config_text(manifests, component)
+    workload_ = workload(manifests, component)
+    assert text is not None
+    assert workload_ is not None
+    for mount_path, directory in pod_files(manifests, workload_, root).items():
+        text = text.replace(mount_path + "/", f"{directory}/")
+    return text, pod_env(pod_spec(workload_)["containers"][0])
 
 
 def validate(

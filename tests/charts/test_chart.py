@@ -149,7 +149,6 @@ def test_schema_refuses_credentials_in_a_backend_url(helm, tmp_path):
             },
             "not both",
         ),
-        ({"forward": {"tls": {"enabled": True, "secretName": "", "verify": True}}}, "secretName"),
         (
             {"level": "crawl", "agent": {"config": {"enrichment": {"node_labels": True}}}},
             "kubernetes_api",

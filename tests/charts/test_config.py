@@ -14,9 +14,8 @@ BACKEND_SCENARIOS = [name for name in sc.SCENARIOS if name.startswith("run-")]
 def test_rendered_agent_config_passes_kloghub_validate_for_every_level(render, level, tmp_path):
     """If this failed, agents installed at this level would exit at start with exit code 2."""
     manifests = render({"level": level})
-    text = sc.config_text(manifests, "agent")
-    assert text is not None
-    result = sc.validate(text, level, tmp_path)
+    text, env = sc.pod(manifests, "agent", tmp_path / "root")
+    result = sc.validate(text, level, tmp_path, env)
     assert result.returncode == 0, result.stderr
     data = yaml.safe_load(result.stdout)
     assert data["level"] == level
@@ -26,9 +25,8 @@ def test_rendered_agent_config_passes_kloghub_validate_for_every_level(render, l
 @pytest.mark.parametrize("level", [lvl for lvl in sc.LEVELS if lvl != "crawl"])
 def test_rendered_collector_config_passes_kloghub_validate_for_every_level(render, level, tmp_path):
     """If this failed, the collector installed at this level would exit at start."""
-    text = sc.config_text(render({"level": level}), "collector")
-    assert text is not None
-    result = sc.validate(text, level, tmp_path)
+    text, env = sc.pod(render({"level": level}), "collector", tmp_path / "root")
+    result = sc.validate(text, level, tmp_path, env)
     assert result.returncode == 0, result.stderr
     collector = yaml.safe_load(result.stdout)["collector"]
     assert collector["listen"] == "0.0.0.0:24224"
@@ -42,30 +40,53 @@ def test_rendered_config_with_pod_environment_passes_kloghub_validate(render, sc
     manifests = render(sc.SCENARIOS[scenario])
     level = sc.level_of(sc.SCENARIOS[scenario])
     for component in ("agent", "collector"):
-        text = sc.config_text(manifests, component)
-        workload = sc.workload(manifests, component)
-        assert text is not None
-        assert workload is not None
-        env = sc.pod_env(sc.pod_spec(workload)["containers"][0])
+        text, env = sc.pod(manifests, component, tmp_path / "root")
         result = sc.validate(text, level, tmp_path, env)
         assert result.returncode == 0, (component, result.stderr)
         for secret in sc.SECRETS.values():
             assert secret not in result.stdout  # validate masks what it prints
 
 
-def test_a_secret_that_breaks_the_json_list_is_refused_without_leaking(render, tmp_path):
-    """If this failed, a password with a quote would either be accepted corrupted or be
-    printed in the pod's error log (the known limit of credentials in a JSON variable)."""
-    manifests = render(sc.SCENARIOS["run-elasticsearch"])
-    text = sc.config_text(manifests, "collector")
-    workload = sc.workload(manifests, "collector")
-    assert text is not None
-    assert workload is not None
-    env = sc.pod_env(sc.pod_spec(workload)["containers"][0])
-    password = sc.SECRETS[("es-creds", "password")]
-    env["KLOGHUB_COLLECTOR__SINKS"] = env["KLOGHUB_COLLECTOR__SINKS"].replace(
-        password, 'pa"ss-9d2f'
-    )
+@pytest.mark.parametrize("component", ["agent", "collector"])
+def test_a_secret_with_quote_backslash_and_newline_reaches_the_process_intact(
+    render, component, tmp_path
+):
+    """If this failed, a Secret holding `"`, `\\` or a newline would break start-up or
+    reach the handshake and the SIEM altered (the JSON environment variable defect)."""
+    values = {
+        "level": "run",
+        "forward": {
+            **sc.FORWARD_AUTH,
+            "users": [
+                {"username": "edge", "passwordSecret": {"name": "edge-user", "key": "password"}}
+            ],
+        },
+        "backends": {"elasticsearch": sc.BACKENDS["elasticsearch"]},
+    }
+    manifests = render(values)
+    text, env = sc.pod(manifests, component, tmp_path / "root")
     result = sc.validate(text, "run", tmp_path, env)
-    assert result.returncode == 2
-    assert "9d2f" not in result.stderr + result.stdout
+    assert result.returncode == 0, result.stderr
+    for secret in sc.SECRETS.values():
+        assert secret not in result.stdout + result.stderr
+    settings = sc.load(text, tmp_path, env)
+    key = sc.SECRETS[("kloghub-forward", "shared-key")]
+    assert sc.HOSTILE in key
+    if component == "agent":
+        (output,) = settings.agent.outputs
+        assert output.shared_key is not None
+        assert output.shared_key.get_secret_value() == key
+        return
+    listener = settings.collector.listener
+    assert listener.shared_key is not None
+    assert listener.shared_key.get_secret_value() == key
+    (user,) = listener.users
+    assert (user.username, user.password.get_secret_value()) == (
+        "edge",
+        sc.SECRETS[("edge-user", "password")],
+    )
+    (sink,) = settings.collector.sinks
+    assert sink.password is not None
+    assert sink.password.get_secret_value() == sc.SECRETS[("es-creds", "password")]
+    assert settings.search.password is not None
+    assert settings.search.password.get_secret_value() == sc.SECRETS[("es-creds", "password")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,12 +42,10 @@ def with_values(names: list[str]) -> pytest.MarkDecorator:
 
 
 def settings_of(manifests: list[sc.Manifest], component: str, tmp_path: Path) -> config.Settings:
-    """The settings the component's pod would load: its ConfigMap and its environment."""
-    text = sc.config_text(manifests, component)
-    pod = sc.workload(manifests, component)
-    assert text is not None
-    assert pod is not None
-    return sc.load(text, tmp_path, sc.pod_env(sc.pod_spec(pod)["containers"][0]))
+    """The settings the component's pod would load: its ConfigMap, its environment and
+    the Secret files mounted into it."""
+    text, env = sc.pod(manifests, component, tmp_path / "root")
+    return sc.load(text, tmp_path, env)
 
 
 # --------------------------------------------------------------------------- security
@@ -457,36 +456,55 @@ def test_no_configmap_holds_a_secret(manifests):
             assert not _secret_keys(yaml.safe_load(text)), cm["metadata"]["name"]
             for secret in sc.SECRETS.values():
                 assert secret not in text
-    assert not sc.find(manifests, "Secret")  # referenced, never created from values
+
+
+GENERATED_KEYS = {"shared-key", "ca.crt", "tls.crt", "tls.key"}
 
 
 @pytest.mark.parametrize("manifests", SCENARIOS, indirect=True)
-def test_credentials_come_only_from_secret_references(manifests):
-    """If this failed, a credential would be written into a pod spec in clear text."""
+def test_the_only_secrets_the_chart_creates_hold_material_it_generated(manifests):
+    """If this failed, the chart would copy a credential from values (or from a Secret
+    it only references) into a Secret of its own."""
+    for secret in sc.find(manifests, "Secret"):
+        assert secret["metadata"]["name"] in ("kl-kloghub-forward", "kl-kloghub-forward-tls")
+        assert set(secret["data"]) <= GENERATED_KEYS
+        assert "stringData" not in secret
+        decoded = [base64.b64decode(v).decode() for v in secret["data"].values()]
+        for value in sc.SECRETS.values():
+            assert value not in decoded
+
+
+@pytest.mark.parametrize("manifests", SCENARIOS, indirect=True)
+def test_credentials_are_mounted_files_never_environment_variables(manifests):
+    """If this failed, a credential would be pasted into an environment variable (and, in
+    a JSON list, broken by its quotes and backslashes) or into the pod spec."""
     for _, container in sc.all_containers(manifests):
         for item in container.get("env", []):
             if "value" in item:
                 assert not _literal_secrets(item["value"]), item["name"]
             else:
-                source = item["valueFrom"]
-                assert set(source) <= {"secretKeyRef", "fieldRef"}, item["name"]
+                assert set(item["valueFrom"]) == {"fieldRef"}, item["name"]
 
 
-WITH_SECRETS = [
-    n for n in SCENARIOS if "backends" in sc.SCENARIOS[n] or "forward" in sc.SCENARIOS[n]
-]
+WITH_SECRETS = WITH_COLLECTOR  # the Forward shared key, at least
 SECRET_FIELDS = {"passwordSecret": "password", "apiKeySecret": "api_key", "tokenSecret": "token"}
 
 
+def generated_shared_key(manifests: list[sc.Manifest]) -> str:
+    (secret,) = [
+        s for s in sc.find(manifests, "Secret") if s["metadata"]["name"].endswith("-forward")
+    ]
+    return base64.b64decode(secret["data"]["shared-key"]).decode()
+
+
 @with_values(WITH_SECRETS)
-def test_secrets_reach_the_loader_through_the_environment(manifests, values, tmp_path):
+def test_secrets_reach_the_loader_through_mounted_files(manifests, values, tmp_path):
     """If this failed, the pods would start without their SIEM credentials or shared key
     (every request refused) although the Secrets exist."""
     collector = settings_of(manifests, "collector", tmp_path).collector
     agent = settings_of(manifests, "agent", tmp_path).agent
     text = sc.config_text(manifests, "collector")
     assert text is not None
-    # The environment's sink list is the ConfigMap's, plus credentials.
     file_sinks = yaml.safe_load(text)["collector"]["sinks"]
     assert [s.url for s in collector.sinks] == [s["url"] for s in file_sinks]
 
@@ -510,12 +528,20 @@ def test_secrets_reach_the_loader_through_the_environment(manifests, values, tmp
         assert got == expected, sink.url
 
     forward_ref = values.get("forward", {}).get("sharedKeySecret", {})
-    forward_key = sc.SECRETS[(forward_ref["name"], forward_ref["key"])] if forward_ref else None
-    key = collector.listener.shared_key
-    assert (key.get_secret_value() if key else None) == forward_key
+    if forward_ref.get("name"):
+        forward_key = sc.SECRETS[(forward_ref["name"], forward_ref["key"])]
+    else:
+        forward_key = generated_shared_key(manifests)
+    assert collector.listener.shared_key is not None
+    assert collector.listener.shared_key.get_secret_value() == forward_key
     for output in agent.outputs:
-        got_key = output.shared_key.get_secret_value() if output.shared_key else None
-        assert got_key == forward_key
+        assert output.shared_key is not None
+        assert output.shared_key.get_secret_value() == forward_key
+    users = values.get("forward", {}).get("users", [])
+    assert [(u.username, u.password.get_secret_value()) for u in collector.listener.users] == [
+        (u["username"], sc.SECRETS[(u["passwordSecret"]["name"], u["passwordSecret"]["key"])])
+        for u in users
+    ]
 
     # `kloghub search` in the collector pod reads the first searchable backend with the
     # same credentials as its sink.
