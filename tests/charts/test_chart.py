@@ -243,3 +243,12 @@ def test_notes_tell_how_to_check_the_rollout_and_search(helm, scenario, tmp_path
         assert "kloghub search --config /etc/kloghub/kloghub.yaml" in notes
         target = "$AGENT" if crawl else "statefulset/kl-kloghub-collector"
         assert f"exec {target} -- kloghub search" in notes
+
+
+@pytest.mark.parametrize(("scenario", "warned"), [("walk", False), ("walk-open", True)])
+def test_notes_warn_when_the_forward_link_is_opened(helm, scenario, warned, tmp_path):
+    """If this failed, an operator who turned TLS or the NetworkPolicy off would not be
+    reminded what that exposes."""
+    notes = render_notes(helm, sc.SCENARIOS[scenario], tmp_path)
+    assert ("WARNING: forward.tls.enabled is false" in notes) is warned
+    assert ("WARNING: networkPolicy.enabled is false" in notes) is warned
