@@ -14,9 +14,10 @@ use crate::parser::{DockerOracle, Format, Parser};
 /// `(entries, count, lines, end_offset, truncated, invalid_utf8, errors_auto, errors)`.
 type Produced = (Py<PyBytes>, usize, usize, i64, usize, usize, usize, usize);
 
-/// Asks the reference's `parse_docker` about the lines serde_json refused.
-struct PyOracle<'py> {
-    func: &'py Bound<'py, PyAny>,
+/// Asks the reference's `parse_docker` about the lines serde_json refused. The kernel runs
+/// detached from the interpreter; this attaches for the (rare) call.
+struct PyOracle<'a> {
+    func: &'a Py<PyAny>,
     error: Option<PyErr>,
 }
 
@@ -25,7 +26,8 @@ impl DockerOracle for PyOracle<'_> {
         if self.error.is_some() {
             return None;
         }
-        let result = self.func.call1((PyBytes::new(self.func.py(), line),)).and_then(|value| {
+        let result = Python::attach(|py| {
+            let value = self.func.bind(py).call1((PyBytes::new(py, line),))?;
             if value.is_none() {
                 return Ok(None);
             }
@@ -33,14 +35,14 @@ impl DockerOracle for PyOracle<'_> {
             let stream = if stream == "stderr" { Stream::Stderr } else { Stream::Stdout };
             Ok(Some(DockerLine { time_ns, stream, log, invalid }))
         });
-        result.unwrap_or_else(|err| {
+        result.unwrap_or_else(|err: PyErr| {
             self.error = Some(err);
             None
         })
     }
 }
 
-#[pyclass(module = "kloghub._native", unsendable)]
+#[pyclass(module = "kloghub._native")]
 pub struct FileEncoder {
     cutter: Cutter,
     parser: Parser,
@@ -61,6 +63,29 @@ fn context(record_head: u8, kubernetes: &[u8], file: &[u8], tail: &[u8], kloghub
 }
 
 impl FileEncoder {
+    /// `(entries, lines, truncated lines, error of the docker oracle)` of one feed.
+    fn feed_detached(&mut self, data: &[u8], now_ns: i128) -> (Out, usize, usize, Option<PyErr>) {
+        let mut out = Out::default();
+        let mut lines = std::mem::take(&mut self.lines);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let buf = self.cutter.cut(data, &mut scratch, &mut lines);
+        let truncated = lines.iter().filter(|l| l.truncated).count();
+        // every entry is its message plus the context pieces and ~64 bytes of keys and forms
+        let per_entry = 64 + self.ctx.kubernetes.len() + self.ctx.file.len() + self.ctx.tail.len();
+        out.buf.reserve(buf.len() + lines.len() * per_entry);
+        let mut oracle = PyOracle { func: &self.parse_docker, error: None };
+        self.parser.feed(buf, &lines, now_ns, &self.ctx, &mut out, &mut oracle);
+        let error = oracle.error;
+        let count = lines.len();
+        lines.clear();
+        self.lines = lines;
+        if scratch.capacity() > (8 << 20) {
+            scratch = Vec::new();
+        }
+        self.scratch = scratch;
+        (out, count, truncated, error)
+    }
+
     fn produced(py: Python<'_>, out: Out, lines: usize, truncated: usize) -> Produced {
         (
             PyBytes::new(py, &out.buf).unbind(),
@@ -119,28 +144,14 @@ impl FileEncoder {
         self.ctx = context(record_head, kubernetes, file, tail, kloghub_size);
     }
 
-    /// Bytes read from the file, contiguous from `read_offset`.
+    /// Bytes read from the file, contiguous from `read_offset`. The work runs without the
+    /// interpreter lock: other threads (other files' encoders) run meanwhile.
     fn feed(&mut self, py: Python<'_>, data: &[u8], now_ns: i128) -> PyResult<Produced> {
-        let mut out = Out::default();
         if data.is_empty() {
-            return Ok(Self::produced(py, out, 0, 0));
+            return Ok(Self::produced(py, Out::default(), 0, 0));
         }
-        let mut lines = std::mem::take(&mut self.lines);
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let buf = self.cutter.cut(data, &mut scratch, &mut lines);
-        let truncated = lines.iter().filter(|l| l.truncated).count();
-        let func = self.parse_docker.bind(py);
-        let mut oracle = PyOracle { func, error: None };
-        out.buf.reserve(buf.len() + buf.len() / 2);
-        self.parser.feed(buf, &lines, now_ns, &self.ctx, &mut out, &mut oracle);
-        let count = lines.len();
-        lines.clear();
-        self.lines = lines;
-        if scratch.capacity() > (8 << 20) {
-            scratch = Vec::new();
-        }
-        self.scratch = scratch;
-        if let Some(err) = oracle.error {
+        let (out, count, truncated, error) = py.detach(|| self.feed_detached(data, now_ns));
+        if let Some(err) = error {
             return Err(err);
         }
         Ok(Self::produced(py, out, count, truncated))

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from kloghub import config, kernels, runtime
-from kloghub.kernels import _select
+from kloghub.kernels import _compiled, _select
 from tests.kernels._support import require_compiled
 
 _CTX = kernels.EntryContext("/a.log", "f", None, None, None)
@@ -88,3 +88,28 @@ def test_the_facade_passes_calls_through():
     assert entry[1]["kloghub"]["file"] == "/b.log"
     assert entry[1]["kubernetes"] == {"pod_name": "p"}
     assert entry[1]["kloghub"]["parser"] == "json"
+
+
+def test_a_missing_extension_fails_the_kernel_tests_under_ci(monkeypatch):
+    """CI would pass by skipping the equivalence tests on a build without Rust if it failed."""
+    monkeypatch.setattr(_compiled, "NATIVE", None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        require_compiled()
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception):
+        require_compiled()
+
+
+@pytest.mark.usefixtures("fresh_log")
+def test_a_missing_extension_is_a_warning_not_a_silent_slow_path(monkeypatch, caplog):
+    """An agent built without Rust would run several times slower unnoticed if it failed."""
+    monkeypatch.setattr(_compiled, "NATIVE", None)
+    before = _fallbacks("not_built")
+    with caplog.at_level(logging.WARNING, logger="kloghub.kernels._select"):
+        enc = kernels.FileEncoder("cri", config.ParsersConfig(), None, _CTX, 0)
+        kernels.FileEncoder("cri", config.ParsersConfig(), None, _CTX, 0)
+    assert not enc.native
+    assert not kernels.native_available()
+    assert _fallbacks("not_built") - before == 2
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
