@@ -1,5 +1,5 @@
 //! Docker json-file lines: `{"log": "...\n", "stream": "stdout", "time": "...Z"}`
-//! (`parse/_docker.py` `parse_docker`).
+//! (`parse/_docker.py` `parse_docker`), and JSON lines (audit logs, `parse/_text.py`).
 //!
 //! The line is read with serde_json into just the three fields (the last of duplicated
 //! keys wins, as in orjson); other values are parsed in full, so that what the reference's
@@ -85,10 +85,21 @@ impl<'de> de::Deserialize<'de> for Field<'de> {
     }
 }
 
-/// The top-level value: an object's three fields, or "not an object".
-enum Top<'a> {
-    Object { log: Option<Field<'a>>, stream: Option<Field<'a>>, time: Option<Field<'a>> },
+/// The top-level value: the fields of an object the parsers read, or "not an object".
+pub(crate) enum Top<'a> {
+    Object(Fields<'a>),
     NotObject,
+}
+
+/// The fields read from a line's object (the last of a duplicated key wins).
+#[derive(Default)]
+pub(crate) struct Fields<'a> {
+    log: Option<Field<'a>>,
+    stream: Option<Field<'a>>,
+    time: Option<Field<'a>>,
+    stage_timestamp: Option<Field<'a>>,
+    request_received_timestamp: Option<Field<'a>>,
+    timestamp: Option<Field<'a>>,
 }
 
 impl<'de> de::Deserialize<'de> for Top<'de> {
@@ -100,17 +111,20 @@ impl<'de> de::Deserialize<'de> for Top<'de> {
                 f.write_str("a JSON value")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let (mut log, mut stream, mut time) = (None, None, None);
+                let mut f = Fields::default();
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                     let value: Field<'de> = map.next_value()?;
                     match key.as_ref() {
-                        "log" => log = Some(value),
-                        "stream" => stream = Some(value),
-                        "time" => time = Some(value),
+                        "log" => f.log = Some(value),
+                        "stream" => f.stream = Some(value),
+                        "time" => f.time = Some(value),
+                        "stageTimestamp" => f.stage_timestamp = Some(value),
+                        "requestReceivedTimestamp" => f.request_received_timestamp = Some(value),
+                        "timestamp" => f.timestamp = Some(value),
                         _ => {}
                     }
                 }
-                Ok(Top::Object { log, stream, time })
+                Ok(Top::Object(f))
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 while seq.next_element::<serde_json::Value>()?.is_some() {}
@@ -147,7 +161,7 @@ fn read(text: &str, invalid: bool) -> Verdict {
         Ok(top) => top,
         Err(_) => return Verdict::Ask,
     };
-    let Top::Object { log, stream, time } = top else {
+    let Top::Object(Fields { log, stream, time, .. }) = top else {
         return Verdict::NotDocker;
     };
     let Some(Field::Str(log)) = log else {
@@ -157,11 +171,46 @@ fn read(text: &str, invalid: bool) -> Verdict {
         Some(Field::Str(s)) if s == "stderr" => Stream::Stderr,
         _ => Stream::Stdout,
     };
-    let time_ns = match time {
+    Verdict::Parsed(DockerLine { time_ns: time_of(time.as_ref()), stream, log: log.into_owned(), invalid })
+}
+
+/// The time in a field: a string of ASCII characters that is an RFC 3339 timestamp.
+fn time_of(field: Option<&Field<'_>>) -> Option<i128> {
+    match field {
         Some(Field::Str(t)) if t.is_ascii() => timestamp::parse_rfc3339(t.as_bytes()),
         _ => None,
-    };
-    Verdict::Parsed(DockerLine { time_ns, stream, log: log.into_owned(), invalid })
+    }
+}
+
+/// What serde_json said about a JSON line (`parse/_text.py` `load_json` + `json_time`).
+pub enum JsonVerdict {
+    /// Valid JSON (after U+FFFD replacement when `invalid`); its time, if it carries one.
+    Parsed { time_ns: Option<i128>, invalid: bool },
+    /// serde_json refused it: the reference must decide.
+    Ask,
+}
+
+fn read_json(text: &str, invalid: bool) -> JsonVerdict {
+    match serde_json::from_str::<Top<'_>>(text) {
+        Err(_) => JsonVerdict::Ask,
+        Ok(Top::NotObject) => JsonVerdict::Parsed { time_ns: None, invalid },
+        // JSON_TIME_KEYS, in order: the first that holds a timestamp
+        Ok(Top::Object(f)) => JsonVerdict::Parsed {
+            time_ns: time_of(f.stage_timestamp.as_ref())
+                .or_else(|| time_of(f.request_received_timestamp.as_ref()))
+                .or_else(|| time_of(f.time.as_ref()))
+                .or_else(|| time_of(f.timestamp.as_ref())),
+            invalid,
+        },
+    }
+}
+
+/// The JSON reading of a line (audit logs): see `JsonVerdict`.
+pub fn parse_json(line: &[u8]) -> JsonVerdict {
+    match std::str::from_utf8(line) {
+        Ok(text) => read_json(text, false),
+        Err(_) => read_json(&String::from_utf8_lossy(line), true),
+    }
 }
 
 /// The json-file reading of `line` (see the module docstring for `Ask`).

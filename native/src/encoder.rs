@@ -14,11 +14,23 @@ use crate::parser::{DockerOracle, Format, Parser};
 /// `(entries, count, lines, end_offset, truncated, invalid_utf8, errors_auto, errors)`.
 type Produced = (Py<PyBytes>, usize, usize, i64, usize, usize, usize, usize);
 
-/// Asks the reference's `parse_docker` about the lines serde_json refused. The kernel runs
+/// Asks the reference (`parse_docker`, `load_json`) about the lines serde_json refused. The kernel runs
 /// detached from the interpreter; this attaches for the (rare) call.
 struct PyOracle<'a> {
     func: &'a Py<PyAny>,
+    load_json: &'a Py<PyAny>,
     error: Option<PyErr>,
+}
+
+impl PyOracle<'_> {
+    /// The value of a call, keeping its error for the caller (the kernel goes on meanwhile,
+    /// the feed then raises it).
+    fn keep_error<T>(&mut self, result: PyResult<Option<T>>) -> Option<T> {
+        result.unwrap_or_else(|err: PyErr| {
+            self.error = Some(err);
+            None
+        })
+    }
 }
 
 impl DockerOracle for PyOracle<'_> {
@@ -35,10 +47,21 @@ impl DockerOracle for PyOracle<'_> {
             let stream = if stream == "stderr" { Stream::Stderr } else { Stream::Stdout };
             Ok(Some(DockerLine { time_ns, stream, log, invalid }))
         });
-        result.unwrap_or_else(|err: PyErr| {
-            self.error = Some(err);
-            None
-        })
+        self.keep_error(result)
+    }
+
+    fn load_json(&mut self, line: &[u8]) -> Option<(Option<i128>, bool)> {
+        if self.error.is_some() {
+            return None;
+        }
+        let result = Python::attach(|py| {
+            let value = self.load_json.bind(py).call1((PyBytes::new(py, line),))?;
+            if value.is_none() {
+                return Ok(None);
+            }
+            Ok(Some(value.extract::<(Option<i128>, bool)>()?))
+        });
+        self.keep_error(result)
     }
 }
 
@@ -48,6 +71,7 @@ pub struct FileEncoder {
     parser: Parser,
     ctx: Context,
     parse_docker: Py<PyAny>,
+    load_json: Py<PyAny>,
     scratch: Vec<u8>,
     lines: Vec<Line>,
 }
@@ -73,7 +97,7 @@ impl FileEncoder {
         // every entry is its message plus the context pieces and ~64 bytes of keys and forms
         let per_entry = 64 + self.ctx.kubernetes.len() + self.ctx.file.len() + self.ctx.tail.len();
         out.buf.reserve(buf.len() + lines.len() * per_entry);
-        let mut oracle = PyOracle { func: &self.parse_docker, error: None };
+        let mut oracle = PyOracle { func: &self.parse_docker, load_json: &self.load_json, error: None };
         self.parser.feed(buf, &lines, now_ns, &self.ctx, &mut out, &mut oracle);
         let error = oracle.error;
         let count = lines.len();
@@ -103,8 +127,9 @@ impl FileEncoder {
 #[pymethods]
 impl FileEncoder {
     /// `FileEncoder(fmt, max_line_bytes, max_record_bytes, flush_timeout_ns, record_head,
-    /// kubernetes, file, tail, kloghub_size, offset, parse_docker)`; the context pieces are
-    /// an `EntryContext`'s.
+    /// kubernetes, file, tail, kloghub_size, offset, parse_docker, load_json)`; the context
+    /// pieces are an `EntryContext`'s; the two callables are the reference's readings of
+    /// the JSON lines serde_json refuses.
     #[new]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -119,6 +144,7 @@ impl FileEncoder {
         kloghub_size: u8,
         offset: i64,
         parse_docker: Py<PyAny>,
+        load_json: Py<PyAny>,
     ) -> PyResult<Self> {
         let format = Format::parse(fmt)
             .ok_or_else(|| PyValueError::new_err(format!("format {fmt:?} is not covered")))?;
@@ -127,6 +153,7 @@ impl FileEncoder {
             parser: Parser::new(format, max_record_bytes, flush_timeout_ns),
             ctx: context(record_head, kubernetes, file, tail, kloghub_size),
             parse_docker,
+            load_json,
             scratch: Vec::new(),
             lines: Vec::new(),
         })

@@ -6,7 +6,7 @@
 //! its stream's join, and the start of its first line is what `safe_offset` reports.
 
 use crate::cri::{self, Stream};
-use crate::docker::{self, DockerLine, Verdict};
+use crate::docker::{self, DockerLine, JsonVerdict, Verdict};
 use crate::entries::{self, Context, FlagTable, Out};
 use crate::flags::{INVALID_UTF8, PARSE_ERROR, PARTIAL_JOINED, TRUNCATED};
 use crate::lines::Line;
@@ -19,6 +19,7 @@ pub enum Format {
     Cri,
     Docker,
     Text,
+    Json,
 }
 
 impl Format {
@@ -28,6 +29,7 @@ impl Format {
             "cri" => Some(Format::Cri),
             "docker" => Some(Format::Docker),
             "text" => Some(Format::Text),
+            "json" => Some(Format::Json),
             _ => None,
         }
     }
@@ -38,13 +40,17 @@ impl Format {
             Format::Cri => "cri",
             Format::Docker => "docker",
             Format::Text => "text",
+            Format::Json => "json",
         }
     }
 }
 
-/// The reference's reading of a json-file line serde_json refused (`parse_docker`).
+/// The reference's reading of the JSON lines serde_json refused.
 pub trait DockerOracle {
+    /// `parse_docker(line)`.
     fn parse_docker(&mut self, line: &[u8]) -> Option<DockerLine>;
+    /// `load_json(line)` then `json_time(obj)`: `(time_ns, invalid_utf8)`, `None` if not JSON.
+    fn load_json(&mut self, line: &[u8]) -> Option<(Option<i128>, bool)>;
 }
 
 /// Runtime partials of one stream waiting for their last piece.
@@ -187,7 +193,7 @@ impl Parser {
                 lines = &lines[skip..];
             }
         }
-        let chained = lines.iter().any(|l| l.truncated) || self.format == Format::Text;
+        let chained = lines.iter().any(|l| l.truncated) || matches!(self.format, Format::Text | Format::Json);
         for line in lines {
             let bytes = &buf[line.off..line.off + line.len];
             // the reference's fast loops take a line's start from its length; its per-line
@@ -200,6 +206,7 @@ impl Parser {
                     self.docker_line(bytes, line_start, line.end, now_ns, flags, &mut sink, oracle)
                 }
                 Format::Text => Self::text_line(bytes, line.end, now_ns, flags, &mut sink),
+                Format::Json => Self::json_line(bytes, line.end, now_ns, flags, &mut sink, oracle),
                 Format::Auto => unreachable!("the format is known after detection"),
             }
             start = line.end;
@@ -360,6 +367,36 @@ impl Parser {
         let time_ns =
             if line.first().is_some_and(u8::is_ascii_digit) { text::leading_time(line) } else { None };
         sink.record(time_ns.unwrap_or(now_ns), Stream::None, &d.text, d.raw.then_some(line), d.flags, end);
+    }
+
+    /// A JSON line (audit log): the message is the line, its time the first timestamp field.
+    fn json_line(
+        line: &[u8],
+        end: i64,
+        now_ns: i128,
+        mut flags: u8,
+        sink: &mut Sink<'_>,
+        oracle: &mut dyn DockerOracle,
+    ) {
+        let read = match docker::parse_json(line) {
+            JsonVerdict::Parsed { time_ns, invalid } => Some((time_ns, invalid)),
+            JsonVerdict::Ask => oracle.load_json(line),
+        };
+        let Some((time_ns, invalid)) = read else {
+            Self::error(line, end, now_ns, flags, sink);
+            sink.out.errors += 1;
+            return;
+        };
+        let message = if invalid {
+            flags |= INVALID_UTF8;
+            String::from_utf8_lossy(line)
+        } else {
+            match std::str::from_utf8(line) {
+                Ok(text) => std::borrow::Cow::Borrowed(text),
+                Err(_) => String::from_utf8_lossy(line), // not reached: serde_json read it as UTF-8
+            }
+        };
+        sink.record(time_ns.unwrap_or(now_ns), Stream::None, &message, Some(line), flags, end);
     }
 
     /// The record of a partial group (complete, or flushed by timeout).

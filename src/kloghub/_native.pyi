@@ -20,6 +20,7 @@ class FileEncoder:
         kloghub_size: int,
         offset: int,
         parse_docker: Callable[[bytes], tuple[int | None, str, str, bool] | None],
+        load_json: Callable[[bytes], tuple[int | None, bool] | None],
     ) -> None: ...
     def set_context(
         self, record_head: int, kubernetes: bytes, file: bytes, tail: bytes, kloghub_size: int

@@ -174,7 +174,30 @@ def docker_lines(draw: st.DrawFn) -> bytes:
     return line
 
 
+@st.composite
+def json_lines(draw: st.DrawFn) -> bytes:
+    """Audit-log-like JSON objects, their time in one of the fields the reference tries."""
+    keys = ["stageTimestamp", "requestReceivedTimestamp", "time", "timestamp", "verb"]
+    value = st.one_of(
+        _stamps.map(lambda b: b.decode("latin-1")), st.sampled_from([None, 3, "é", "get"])
+    )
+    obj = draw(st.dictionaries(st.sampled_from(keys), value, max_size=4))
+    line = orjson.dumps(obj)
+    mangle = draw(st.integers(0, 6))
+    if mangle == 0:  # not UTF-8 (valid JSON once the bytes are replaced)
+        line = (line[:-1] + b',"x":"\xff\xfe"}').replace(b"{,", b"{", 1)
+    elif mangle == 1:
+        line = line[: draw(st.integers(0, len(line)))]
+    elif mangle == 2:
+        line = draw(st.sampled_from([b"[1]", b"7", b'"s"', b"{}", b'{"stageTimestamp":"\\ud800"}']))
+    elif mangle == 3:  # a duplicate: the last one wins
+        line = line[:-1] + b',"stageTimestamp":"2024-05-01T00:00:00Z"}'
+        line = line.replace(b"{,", b"{", 1)
+    return line
+
+
 _lines = st.one_of(
+    json_lines(),
     cri_lines(),
     cri_lines(),
     docker_lines(),
@@ -221,9 +244,9 @@ _contexts = st.sampled_from(
 )
 
 
-@settings(max_examples=700, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
-    fmt=st.sampled_from(["auto", "cri", "docker", "text"]),
+    fmt=st.sampled_from(["auto", "cri", "docker", "text", "json"]),
     lines=st.lists(_lines, max_size=14),
     tail=_payload,
     caps=st.sampled_from([(1 << 20, 1 << 20), (40, 1 << 20), (16, 8), (200, 50), (64, 0)]),
@@ -279,7 +302,8 @@ def _fixture_inputs() -> list[tuple[str, str]]:
         ("docker", "fluent-bit/options_merge-log-enabled_json.log"),
         ("docker", "beats/docker_corrupted.log"),
         ("text", "elastic-kubernetes/container_logs/test-nginx.log"),
-        ("text", "elastic-kubernetes/audit_logs/test-audit.log"),
+        ("json", "elastic-kubernetes/audit_logs/test-audit.log"),
+        ("json", "elastic-kubernetes/audit_logs/test-kube-audit.log"),
     ]
 
 

@@ -9,9 +9,9 @@ encoded once.
 Two implementations give byte-identical output for any input and any split of it into
 feeds: the compiled one (``kloghub._native``, Rust) and the Python reference
 (``kernels._reference``), which is the executable specification. The compiled one is used
-when built and when it covers the file's configuration (not multiline rules, not ``json``
-yet), unless ``KLOGHUB_KERNELS=python``; :func:`native_available` tells whether it is
-built and allowed, ``FileEncoder.native`` which one a file got (``kernels._select``).
+when built and when it covers the file's configuration (not multiline rules yet), unless
+``KLOGHUB_KERNELS=python``; :func:`native_available` tells whether it is built and
+allowed, ``FileEncoder.native`` which one a file got (``kernels._select``).
 """
 
 from kloghub.kernels._compiled import CompiledFileEncoder

@@ -1,10 +1,11 @@
 """The compiled file encoder (``kloghub._native``, native/src/encoder.rs), seen as the
 reference is: same constructor, same :class:`Encoded` results, same metrics.
 
-It covers the formats ``auto``, ``cri``, ``docker`` and ``text`` without multiline rules;
-:func:`uncovered` says why a file's configuration is not covered (the caller then uses
-the reference for it). Docker lines that serde_json refuses are re-read by the
-reference's ``parse_docker`` (orjson's exact grammar), called from the kernel.
+It covers the formats ``auto``, ``cri``, ``docker`` and ``text`` without multiline rules,
+and ``json`` (which never has them); :func:`uncovered` says why a file's configuration is
+not covered (the caller then uses the reference for it). JSON lines that serde_json
+refuses are re-read by the reference (``parse_docker``, ``load_json``: orjson's exact
+grammar), called from the kernel — broken lines are rare.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from kloghub import config, runtime
 from kloghub.kernels import _encoded, _entries
-from kloghub.parse import _docker
+from kloghub.parse import _docker, _text
 
 if TYPE_CHECKING:
     from kloghub import _native
@@ -28,7 +29,7 @@ try:
 except ImportError:  # pragma: no cover - exercised where the extension is not built
     NATIVE = None
 
-_COVERED_FORMATS = frozenset({"auto", "cri", "docker", "text"})
+_COVERED_FORMATS = frozenset({"auto", "cri", "docker", "text", "json"})
 _Encoded = _encoded.Encoded
 _ERRORS = runtime.metrics.PARSE_ERRORS
 
@@ -46,9 +47,19 @@ def uncovered(
     """Why the compiled kernel cannot encode a file so configured (``None``: it can)."""
     if fmt not in _COVERED_FORMATS:
         return f"format_{fmt}"
-    if _multiline(parsers, multiline).enabled:
+    if fmt != "json" and _multiline(parsers, multiline).enabled:  # never applies to json
         return "multiline"
     return None
+
+
+def _load_json(line: bytes) -> tuple[int | None, bool] | None:
+    """The reference's reading of a JSON line: ``(time_ns, invalid_utf8)``, ``None`` if it
+    is not JSON (``parse/_text.py``)."""
+    loaded = _text.load_json(line)
+    if loaded is None:
+        return None
+    obj, invalid = loaded
+    return _text.json_time(obj), invalid
 
 
 def _pieces(ctx: _entries.EntryContext) -> tuple[int, bytes, bytes, bytes, int]:
@@ -88,6 +99,7 @@ class CompiledFileEncoder:
             *_pieces(ctx),
             offset,
             _docker.parse_docker,
+            _load_json,
         )
         self._fmt = fmt
         self._auto_errors = _ERRORS.labels(format="auto")
