@@ -1,5 +1,8 @@
 //! The entry layout (`kloghub/kernels/_entries.py`): `[EventTime, record]` msgpack arrays
-//! in msgpack-python's smallest forms, written with rmp. The constant pieces of a file's
+//! in msgpack-python's smallest forms, written with rmp. The constant parts — the map keys,
+//! the `fixarray(2)` + `fixext8` type 0 head of an EventTime — are literal bytes (exactly
+//! what rmp's `write_str` / `write_ext_meta` write for them, without a call per entry);
+//! every value goes through rmp. The constant pieces of a file's
 //! record (its `kubernetes` map, `file`, `file_id`, `owner`, `parser`) arrive encoded
 //! already, from the Python `EntryContext`.
 
