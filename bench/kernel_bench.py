@@ -1,12 +1,14 @@
 """The file encoder alone: compiled kernel vs Python reference, lines per CPU-second.
 
 Usage:
-    python bench/kernel_bench.py [FILE] [--size 200MiB] [--format cri|docker] [--passes N]
-                                 [--chunk 1MiB] [--impl both|native|reference]
+    python bench/kernel_bench.py [FILE] [--size 200MiB] [--format cri|docker|text|json]
+                                 [--passes N] [--chunk 1MiB] [--impl both|native|reference]
 
 FILE defaults to /tmp/kloghub-bench/cri.log (docker.log with ``--format docker``), written
 by ``bench/gen_cri.py`` when missing (median message ~200 B, 35 % JSON, 2.5 % of the lines
-in P groups). The file is read into memory once; each pass feeds it in ``--chunk`` pieces
+in P groups). ``--format text`` reads the CRI file as plain text lines (each starts with a
+timestamp), ``--format json`` the docker file as JSON lines (audit-log style: the whole
+line is the message). The file is read into memory once; each pass feeds it in ``--chunk`` pieces
 (as the tailer reads) to a new ``FileEncoder`` with a pod context and force-flushes at the
 end, so a pass measures read-buffer split + parse + partial joining + entry encoding, not
 the disk. Per implementation it prints the best and median pass (CPU time of this process)
@@ -78,15 +80,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("file", nargs="?", type=Path)
     parser.add_argument("--size", type=gen_cri.parse_size, default=200 * 2**20)
-    parser.add_argument("--format", choices=["cri", "docker"], default="cri")
+    parser.add_argument("--format", choices=["cri", "docker", "text", "json"], default="cri")
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--chunk", type=gen_cri.parse_size, default=2**20)
     parser.add_argument("--impl", choices=["both", "native", "reference"], default="both")
     args = parser.parse_args()
-    path = args.file or Path(f"/tmp/kloghub-bench/{args.format}.log")
+    shape = {"text": "cri", "json": "docker"}.get(args.format, args.format)
+    path = args.file or Path(f"/tmp/kloghub-bench/{shape}.log")
     if not path.exists():
-        print(f"generating {path} ({args.size / 2**20:.0f} MiB, {args.format}) ...", flush=True)
-        gen_cri.generate(path, args.size, 42, 1024, args.format)
+        print(f"generating {path} ({args.size / 2**20:.0f} MiB, {shape}) ...", flush=True)
+        gen_cri.generate(path, args.size, 42, 1024, shape)
     data = path.read_bytes()
     print(f"{path}: {len(data) / 2**20:.1f} MiB, chunks of {args.chunk} bytes")
     impls: list[tuple[str, type[kernels.CompiledFileEncoder] | type[kernels.ReferenceFileEncoder]]]

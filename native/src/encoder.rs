@@ -72,6 +72,7 @@ pub struct FileEncoder {
     ctx: Context,
     parse_docker: Py<PyAny>,
     load_json: Py<PyAny>,
+    out_buf: Vec<u8>,
     scratch: Vec<u8>,
     lines: Vec<Line>,
 }
@@ -89,7 +90,8 @@ fn context(record_head: u8, kubernetes: &[u8], file: &[u8], tail: &[u8], kloghub
 impl FileEncoder {
     /// `(entries, lines, truncated lines, error of the docker oracle)` of one feed.
     fn feed_detached(&mut self, data: &[u8], now_ns: i128) -> (Out, usize, usize, Option<PyErr>) {
-        let mut out = Out::default();
+        let mut out = Out { buf: std::mem::take(&mut self.out_buf), ..Out::default() };
+        out.buf.clear();
         let mut lines = std::mem::take(&mut self.lines);
         let mut scratch = std::mem::take(&mut self.scratch);
         let buf = self.cutter.cut(data, &mut scratch, &mut lines);
@@ -110,17 +112,14 @@ impl FileEncoder {
         (out, count, truncated, error)
     }
 
-    fn produced(py: Python<'_>, out: Out, lines: usize, truncated: usize) -> Produced {
-        (
-            PyBytes::new(py, &out.buf).unbind(),
-            out.count,
-            lines,
-            out.end_offset,
-            truncated,
-            out.invalid_utf8,
-            out.errors_auto,
-            out.errors,
-        )
+    /// The Python result of a call; the entry buffer is kept for the next one (a fresh
+    /// multi-MiB buffer per chunk costs page faults), unless it grew unusually large.
+    fn produced(&mut self, py: Python<'_>, out: Out, lines: usize, truncated: usize) -> Produced {
+        let entries = PyBytes::new(py, &out.buf).unbind();
+        if out.buf.capacity() <= (16 << 20) {
+            self.out_buf = out.buf;
+        }
+        (entries, out.count, lines, out.end_offset, truncated, out.invalid_utf8, out.errors_auto, out.errors)
     }
 }
 
@@ -154,6 +153,7 @@ impl FileEncoder {
             ctx: context(record_head, kubernetes, file, tail, kloghub_size),
             parse_docker,
             load_json,
+            out_buf: Vec::new(),
             scratch: Vec::new(),
             lines: Vec::new(),
         })
@@ -175,13 +175,13 @@ impl FileEncoder {
     /// interpreter lock: other threads (other files' encoders) run meanwhile.
     fn feed(&mut self, py: Python<'_>, data: &[u8], now_ns: i128) -> PyResult<Produced> {
         if data.is_empty() {
-            return Ok(Self::produced(py, Out::default(), 0, 0));
+            return Ok(self.produced(py, Out::default(), 0, 0));
         }
         let (out, count, truncated, error) = py.detach(|| self.feed_detached(data, now_ns));
         if let Some(err) = error {
             return Err(err);
         }
-        Ok(Self::produced(py, out, count, truncated))
+        Ok(self.produced(py, out, count, truncated))
     }
 
     /// Held records whose timeout passed (all of them with `force`).
@@ -189,7 +189,7 @@ impl FileEncoder {
     fn flush(&mut self, py: Python<'_>, now_ns: i128, force: bool) -> Produced {
         let mut out = Out::default();
         self.parser.flush(now_ns, force, &self.ctx, &mut out);
-        Self::produced(py, out, 0, 0)
+        self.produced(py, out, 0, 0)
     }
 
     /// Every byte before it is in an entry already returned.
