@@ -1,6 +1,14 @@
 """The agent's ``forward://`` and ``forward+tls://`` output.
 
-How a batch travels:
+How chunks travel (the agent's path): :meth:`ForwardOutput.send_chunks` takes chunks
+(``core.Chunk``: entries already encoded by the source, stored as they are by the disk
+buffer) and sends their bytes without decoding them. The chunks of one call that share a
+tag are joined into one request while it stays under ``batch_max_bytes`` and
+``batch_max_records`` (a chunk is never split: one larger than those travels alone).
+From there on they take the path of step 2 below, and on ack each chunk of the request is
+settled ``DELIVERED``.
+
+How a batch of events travels (``send``: tests, tools, anything holding records):
 
 1. :meth:`ForwardOutput.send` packs each event once into a ``[EventTime, record]`` entry
    and adds it to the pending entries of its tag. When the pending records reach
@@ -96,23 +104,40 @@ class _Chunk:
         "count",
         "entries",
         "gz",
+        "parts",
         "sent",
         "sent_at",
         "seq",
         "tag",
     )
 
-    def __init__(self, seq: int, tag: str, entries: bytes, events: list[core.Event]) -> None:
+    def __init__(
+        self,
+        seq: int,
+        tag: str,
+        entries: bytes,
+        events: list[core.Event],
+        parts: list[core.Chunk] | None = None,
+    ) -> None:
         self.seq = seq
         self.tag = tag
         self.entries = entries
         self.gz: bytes | None = None
         self.batch = core.Batch(events)
-        self.count = len(events)
+        self.parts = parts
+        """The source chunks this request carries (settled one by one), or None."""
+        self.count = len(events) if parts is None else sum(c.count for c in parts)
         self.chunk_id = _protocol.new_chunk_id()
         self.attempts = 0
         self.sent = False
         self.sent_at = 0.0
+
+    def settle(self, status: core.Delivery) -> None:
+        if self.parts is None:
+            self.batch.settle(status)
+            return
+        for part in self.parts:
+            part.settle(status)
 
 
 class _Pending:
@@ -258,6 +283,43 @@ class ForwardOutput(core.Service):
         if self._pending_records:
             self._wake.set()
 
+    async def send_chunks(self, chunks: Sequence[core.Chunk]) -> None:
+        """Accept encoded chunks (module docstring); waits while the window is full."""
+        if self.state is not core.State.RUNNING:
+            raise RuntimeError(f"{self.name} is not running")
+        groups: dict[str, list[core.Chunk]] = {}
+        sizes: dict[str, list[int]] = {}
+        max_records, max_bytes = self._max_records, self._max_bytes
+        for chunk in chunks:
+            if not chunk.count:
+                chunk.settle(core.Delivery.DELIVERED)
+                continue
+            group = groups.get(chunk.tag)
+            if group is not None:
+                size = sizes[chunk.tag]
+                if (
+                    size[0] + len(chunk.entries) <= max_bytes
+                    and size[1] + chunk.count <= max_records
+                ):
+                    group.append(chunk)
+                    size[0] += len(chunk.entries)
+                    size[1] += chunk.count
+                    continue
+                self._seal_parts(chunk.tag, group)
+            groups[chunk.tag] = [chunk]
+            sizes[chunk.tag] = [len(chunk.entries), chunk.count]
+        for tag, group in groups.items():
+            self._seal_parts(tag, group)
+        await self._admit()
+
+    def _seal_parts(self, tag: str, parts: list[core.Chunk]) -> None:
+        entries = parts[0].entries if len(parts) == 1 else b"".join(c.entries for c in parts)
+        request = _Chunk(next(self._seq), tag, entries, [], parts)
+        self._backlog.append(request)
+        self._held += 1
+        self._held_events += request.count
+        self._idle.clear()
+
     # ------------------------------------------------------------------ lifecycle
 
     async def _on_start(self) -> None:
@@ -360,7 +422,7 @@ class ForwardOutput(core.Service):
         metrics.REQUEST_SECONDS.labels(_KIND).observe(time.monotonic() - chunk.sent_at)
         metrics.RECORDS_ACKED.labels(_KIND).inc(chunk.count)
         self._release(chunk)
-        chunk.batch.settle(core.Delivery.DELIVERED)
+        chunk.settle(core.Delivery.DELIVERED)
 
     def _requeue(self, chunk: _Chunk) -> None:
         chunk.attempts += 1
@@ -376,7 +438,7 @@ class ForwardOutput(core.Service):
                 },
             )
             self._release(chunk)
-            chunk.batch.settle(core.Delivery.DROPPED)
+            chunk.settle(core.Delivery.DROPPED)
             return
         metrics.RECORDS_RETRIED.labels(_KIND).inc(chunk.count)
         self._ready.put_nowait((chunk.seq, chunk))
