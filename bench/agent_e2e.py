@@ -242,8 +242,8 @@ def run_discard(args: argparse.Namespace, pods: Path) -> tuple[float, float, flo
     while proc.poll() is None:
         # the last sample before exit: the child sleeps 10 ms between checks
         with contextlib.suppress(OSError, IndexError):
-            cpu = cpu_seconds(proc.pid)
-            rss = peak_rss_mib(proc.pid)
+            cpu = max(cpu, cpu_seconds(proc.pid))
+            rss = max(rss, peak_rss_mib(proc.pid))  # a zombie has no VmHWM any more
         time.sleep(0.01)
     wall = time.perf_counter() - started
     if proc.returncode != 0:

@@ -40,9 +40,9 @@ __all__ = [
     "Encoder",
     "Segment",
     "count_frames",
-    "frame_counts",
     "decode_chunk",
     "decode_event",
+    "frame_counts",
     "parse_segment_id",
     "segment_path",
 ]
@@ -135,9 +135,7 @@ class ChunkEncoder:
         return b"".join((FRAME.pack(length, crc), CHUNK_HEAD.pack(len(head)), head, chunk.entries))
 
 
-def decode_chunk(
-    buf: bytes, start: int, stop: int, finalizer: core.Finalizer | None
-) -> core.Chunk:
+def decode_chunk(buf: bytes, start: int, stop: int, finalizer: core.Finalizer | None) -> core.Chunk:
     """The chunk framed in ``buf[start:stop]`` (raises ValueError or msgpack errors when it
     is not one); the entries are copied once, nothing else is decoded."""
     (hlen,) = CHUNK_HEAD.unpack_from(buf, start)
