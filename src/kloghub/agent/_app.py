@@ -17,6 +17,7 @@ reading first and the buffer closes last, after the output's final acknowledgeme
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from kloghub import (
     core,
     enrich,
     filters,
+    kernels,
     normalize,
     outputs,
     runtime,
@@ -37,6 +39,11 @@ from kloghub import (
 
 __all__ = ["build"]
 
+_log = logging.getLogger("kloghub.agent")
+
+_IN_FLIGHT_REQUESTS = 4
+"""Forward requests (each up to ``batch_max_bytes``) sent and not yet acknowledged: the
+output's memory bound; a chunk read is ~1 MiB, so 4 keep a LAN link busy."""
 _POP_MAX_CHUNKS = 64
 """Chunks the pump takes from the buffer at once (bytes are bounded by batch_max_bytes)."""
 
@@ -101,6 +108,12 @@ def build(cfg: config.AgentConfig) -> runtime.Daemon:
         raise core.ConfigError(
             ["agent.outputs: forward:// outputs cannot be mixed with file:, stdout: or store:"]
         )
+    if not kernels.native_available():
+        _log.warning(
+            "the compiled kernels are not in use; files are encoded by the Python reference "
+            "(several times slower). Build the extension (make venv, pip install .) or unset "
+            "KLOGHUB_KERNELS=python",
+        )
     node = cfg.node_name or os.environ.get("NODE_NAME")
     watchers, decider = _watchers_and_decider(cfg, node)
     chain = filters.Filters(cfg.filters)
@@ -118,7 +131,7 @@ def build(cfg: config.AgentConfig) -> runtime.Daemon:
 
     components: list[core.Component]
     if schemes <= forward:
-        output = transport.ForwardOutput(cfg.outputs)
+        output = transport.ForwardOutput(cfg.outputs, max_in_flight_chunks=_IN_FLIGHT_REQUESTS)
         queue = buffer.DiskQueue(
             cfg.state_dir / "buffer",
             cfg.buffer,

@@ -110,10 +110,23 @@ class _Write:
         self.records = 0
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+
+
+def _write_all(fd: int, parts: list[bytes]) -> None:
+    """Write ``parts`` in order, whole (``writev``: the items are not joined first)."""
+    views = [memoryview(p) for p in parts if p]
+    first = 0
+    while first < len(views):
+        written = os.writev(fd, views[first : first + _IOV_MAX])
+        while written:
+            size = len(views[first])
+            if written >= size:
+                written -= size
+                first += 1
+            else:
+                views[first] = views[first][written:]
+                written = 0
 
 
 class DiskQueue(core.Service):
@@ -564,14 +577,14 @@ class DiskQueue(core.Service):
         created = False
         for write in writes:
             seg = write.segment
-            data = b"".join(item.data for item in write.items)
+            data = [item.data for item in write.items]
             if write.create:
                 seg.wfd = os.open(
                     seg.path,
                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC,
                     0o640,
                 )
-                data = magic + data
+                data.insert(0, magic)
                 created = True
             assert seg.wfd is not None
             _write_all(seg.wfd, data)
