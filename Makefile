@@ -9,9 +9,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint unit demo venv servers-start servers-stop clean image
+.PHONY: test lint unit demo venv dist servers-start servers-stop clean image
 
-$(STAMP): pyproject.toml
+# The package is installed editable: Python changes are live, the Rust kernels (native/,
+# the extension module kloghub._native) are compiled by maturin when any of them changed.
+NATIVE_SRC := native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs)
+
+$(STAMP): pyproject.toml $(NATIVE_SRC)
 	$(PYTHON) scripts/prereqs.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -19,6 +23,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+## The wheel (Python package + compiled kernels, one abi3 wheel for CPython 3.11+) in dist/.
+dist: $(STAMP)
+	$(BIN)/python -m pip wheel -q --no-deps --wheel-dir dist .
 
 ## The whole suite: lint, type checks, layer contracts, then pytest against real servers.
 test: $(STAMP)
@@ -50,4 +58,4 @@ image:
 	docker build -f agent/Dockerfile -t $(IMAGE):$(VERSION) .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache native/target src/kloghub/_native*.so

@@ -1,10 +1,12 @@
-"""Check that this machine can build kloghub's virtualenv and Helm; say what is missing.
+"""Check that this machine can build kloghub (its Rust kernels included), its virtualenv
+and Helm; say what is missing.
 
 Usage: python3 scripts/prereqs.py   (the search-server prerequisites are checked by
 `scripts/search_servers.py check`).
 """
 
 import shutil
+import subprocess
 import sys
 
 NEED = (3, 11)
@@ -21,3 +23,18 @@ except ImportError:
     sys.exit("Python's venv/ensurepip modules are missing: install python3-venv (Debian).")
 if shutil.which("go") is None:
     sys.exit("Go is needed to build Helm for the chart tests (scripts/get_helm.py): install Go.")
+
+_RUST = (
+    "Rust is needed to build kloghub's compiled kernels (native/, the extension module "
+    "kloghub._native, built by maturin): install a toolchain with rustup "
+    "(https://rustup.rs: `curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh`, then "
+    "open a new shell or `. ~/.cargo/env`), or your distribution's `cargo` and `rustc` packages "
+    "(Rust 1.85 or newer)."
+)
+for tool in ("cargo", "rustc"):
+    if shutil.which(tool) is None:
+        sys.exit(f"{tool} was not found on PATH. {_RUST}")
+try:
+    subprocess.run(["cargo", "--version"], check=True, capture_output=True, timeout=60)
+except (OSError, subprocess.SubprocessError) as exc:
+    sys.exit(f"`cargo --version` failed ({exc}). {_RUST}")

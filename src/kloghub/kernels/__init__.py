@@ -9,15 +9,19 @@ encoded once.
 Two implementations give byte-identical output for any input and any split of it into
 feeds: the compiled one (``kloghub._native``, Rust) and the Python reference
 (``kernels._reference``), which is the executable specification. The compiled one is used
-when built, unless ``KLOGHUB_KERNELS=python``; :func:`native_available` tells which.
+when built and when it covers the file's configuration (not multiline rules, not ``json``
+yet), unless ``KLOGHUB_KERNELS=python``; :func:`native_available` tells whether it is
+built and allowed, ``FileEncoder.native`` which one a file got (``kernels._select``).
 """
 
+from kloghub.kernels._compiled import CompiledFileEncoder
 from kloghub.kernels._encoded import Encoded
 from kloghub.kernels._entries import EntryContext, decode_entries, encode_records
 from kloghub.kernels._reference import ReferenceFileEncoder
 from kloghub.kernels._select import FileEncoder, native_available
 
 __all__ = [
+    "CompiledFileEncoder",
     "Encoded",
     "EntryContext",
     "FileEncoder",

@@ -19,6 +19,7 @@ __all__ = [
     "FORWARD_DUPLICATE_CHUNKS",
     "FORWARD_REFUSED",
     "GZ_CONTINUATIONS",
+    "KERNEL_FALLBACKS",
     "LAG_BYTES",
     "LINES_READ",
     "PARSE_ERRORS",
@@ -38,6 +39,11 @@ __all__ = [
     "CollectorRegistry",
 ]
 
+KERNEL_FALLBACKS = Counter(
+    "kloghub_kernel_fallbacks",
+    "Files encoded by the Python reference kernel instead of the compiled one, by reason.",
+    ["reason"],
+)
 LINES_READ = Counter("kloghub_lines_read", "Lines read from tailed files.", ["source"])
 BYTES_READ = Counter("kloghub_bytes_read", "Bytes read from tailed files.", ["source"])
 PARSE_ERRORS = Counter(

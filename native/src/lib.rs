@@ -1,0 +1,29 @@
+//! kloghub's per-chunk data-plane kernels, the extension module `kloghub._native`.
+//!
+//! Each kernel has a Python reference that is its executable specification (a property
+//! test holds the two to identical output):
+//!
+//! - `lines`: the read-buffer split (`kernels/_reference.py`);
+//! - `cri`, `docker`, `text`, `timestamp`, `utf8`, `parser`: lines → records (`kloghub.parse`);
+//! - `entries`: records → msgpack entries (`kernels/_entries.py`);
+//! - `encoder`: the Python class tying them together for one tailed file.
+
+mod cri;
+mod docker;
+mod encoder;
+mod entries;
+mod flags;
+mod lines;
+mod parser;
+mod text;
+mod timestamp;
+mod utf8;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = false)]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<encoder::FileEncoder>()?;
+    m.add("KERNELS_VERSION", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,33 @@
+"""Type stubs of the compiled kernels (native/, built by maturin)."""
+
+from collections.abc import Callable
+
+KERNELS_VERSION: str
+
+_Produced = tuple[bytes, int, int, int, int, int, int, int]
+
+class FileEncoder:
+    def __init__(
+        self,
+        fmt: str,
+        max_line_bytes: int,
+        max_record_bytes: int,
+        flush_timeout_ns: int,
+        record_head: int,
+        kubernetes: bytes,
+        file: bytes,
+        tail: bytes,
+        kloghub_size: int,
+        offset: int,
+        parse_docker: Callable[[bytes], tuple[int | None, str, str, bool] | None],
+    ) -> None: ...
+    def set_context(
+        self, record_head: int, kubernetes: bytes, file: bytes, tail: bytes, kloghub_size: int
+    ) -> None: ...
+    def feed(self, data: bytes, now_ns: int) -> _Produced: ...
+    def flush(self, now_ns: int, force: bool = False) -> _Produced: ...
+    def safe_offset(self) -> int: ...
+    @property
+    def read_offset(self) -> int: ...
+    @property
+    def format(self) -> str: ...
