@@ -17,7 +17,6 @@ reading first and the buffer closes last, after the output's final acknowledgeme
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,7 +27,6 @@ from kloghub import (
     core,
     enrich,
     filters,
-    kernels,
     normalize,
     outputs,
     runtime,
@@ -38,8 +36,6 @@ from kloghub import (
 )
 
 __all__ = ["build"]
-
-_log = logging.getLogger("kloghub.agent")
 
 _IN_FLIGHT_REQUESTS = 4
 """Forward requests (each up to ``batch_max_bytes``) sent and not yet acknowledged: the
@@ -107,12 +103,6 @@ def build(cfg: config.AgentConfig) -> runtime.Daemon:
     if schemes & forward and not schemes <= forward:
         raise core.ConfigError(
             ["agent.outputs: forward:// outputs cannot be mixed with file:, stdout: or store:"]
-        )
-    if not kernels.native_available():
-        _log.warning(
-            "the compiled kernels are not in use; files are encoded by the Python reference "
-            "(several times slower). Build the extension (make venv, pip install .) or unset "
-            "KLOGHUB_KERNELS=python",
         )
     node = cfg.node_name or os.environ.get("NODE_NAME")
     watchers, decider = _watchers_and_decider(cfg, node)

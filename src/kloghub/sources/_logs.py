@@ -157,6 +157,11 @@ class _FilteringEncoder(kernels.ReferenceFileEncoder):
         return super()._encode(kept, lines, truncated)
 
 
+_Encoder = kernels.FileEncoder | _FilteringEncoder
+"""The compiled kernel when it covers the file (``kernels.FileEncoder`` chooses), or the
+reference with the filter chain."""
+
+
 class _FileMeta:
     """Computed once per file: the tag, the kubernetes map, the encoder and its context,
     and (with a decider or filters) the file's decisions."""
@@ -191,7 +196,7 @@ class _FileMeta:
         self.signature: object = None
         self.ctx: kernels.EntryContext | None = None
         """The encoder's context; ``None`` when the decisions changed since it was built."""
-        self.encoder: kernels.ReferenceFileEncoder | None = None
+        self.encoder: _Encoder | None = None
         self.built_for: config.MultilineConfig | None = None
         """The ``multiline`` the encoder was built for."""
         self.first = 0
@@ -323,15 +328,13 @@ class LogSource(core.Service):
                 meta.encoder.set_context(ctx)
         return ctx
 
-    def _new_encoder(
-        self, tf: tail.TailedFile, meta: _FileMeta, offset: int
-    ) -> kernels.ReferenceFileEncoder:
+    def _new_encoder(self, tf: tail.TailedFile, meta: _FileMeta, offset: int) -> _Encoder:
         old = meta.encoder
         fmt = tf.spec.fmt if old is None or old.format == "auto" else old.format
         multiline = meta.multiline if meta.multiline is not None else self._parsers.multiline
         meta.encoder = None  # the context is set on the new one below
         ctx = self._context(tf, meta)
-        encoder: kernels.ReferenceFileEncoder
+        encoder: _Encoder
         if self._chain is not None:
             encoder = _FilteringEncoder(
                 fmt, self._parsers, multiline, ctx, offset, chain=self._chain, tag=meta.tag
@@ -382,7 +385,7 @@ class LogSource(core.Service):
         self,
         tf: tail.TailedFile,
         meta: _FileMeta,
-        encoder: kernels.ReferenceFileEncoder,
+        encoder: _Encoder,
         encoded: kernels.Encoded,
     ) -> None:
         dropped = 0
