@@ -63,7 +63,7 @@ _Make = Callable[[bytes, int, int, core.Finalizer], Any]
 class _Pending:
     """A pushed batch or chunk, encoded, waiting for the writer."""
 
-    __slots__ = ("chunk", "data", "entries", "future", "records")
+    __slots__ = ("data", "entries", "fin", "future", "records", "size", "tail")
 
     def __init__(
         self,
@@ -73,11 +73,14 @@ class _Pending:
         chunk: core.Chunk | None = None,
     ) -> None:
         self.data = data
+        self.tail = chunk.entries if chunk is not None else b""
+        """Written right after ``data`` (a chunk's entries: never copied into its frame)."""
+        self.size = len(data) + len(self.tail)
         self.records = records
         self.future = future
         """Set when the item is durable (someone waits for it)."""
-        self.chunk = chunk
-        """Settled when the item is durable."""
+        self.fin = chunk.finalizer if chunk is not None else None
+        """The chunk's finalizer, settled (one count) when the item is durable."""
         self.entries = chunk.count if chunk is not None else records
         """Records the item holds (a chunk's entries; for counting drops)."""
 
@@ -244,21 +247,22 @@ class DiskQueue(core.Service):
         if not chunk.count:
             chunk.settle(core.Delivery.DELIVERED)
             return
-        data = self._chunk_encoder.encode(chunk)
-        await self._admit(len(data))
-        if self._reserved + len(data) <= self._max_unsynced:
-            self._add_pending(_Pending(data, 1, None, chunk))
+        head = self._chunk_encoder.head(chunk)
+        size = len(head) + len(chunk.entries)
+        await self._admit(size)
+        if self._reserved + size <= self._max_unsynced:
+            self._add_pending(_Pending(head, 1, None, chunk))
             return
         # Over the bound of bytes not yet durable: commit now, and wait for it.
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._add_pending(_Pending(data, 1, future, chunk))
+        self._add_pending(_Pending(head, 1, future, chunk))
         await future
 
     def _add_pending(self, item: _Pending) -> None:
         if not self._pending:
             self._pending_since = asyncio.get_running_loop().time()
         self._pending.append(item)
-        self._reserved += len(item.data)
+        self._reserved += item.size
         if item.future is not None:
             self._urgent = True  # someone waits for this item to be durable
         _wake(self._writer_wake)
@@ -542,7 +546,7 @@ class DiskQueue(core.Service):
         retired: list[_segment.Segment] = []
         for item in group:
             seg = self._active
-            size = len(item.data)
+            size = item.size
             if seg is None or (
                 seg.planned_bytes > _segment.HEADER_SIZE
                 and seg.planned_bytes + size > self._segment_limit
@@ -577,7 +581,7 @@ class DiskQueue(core.Service):
         created = False
         for write in writes:
             seg = write.segment
-            data = [item.data for item in write.items]
+            data = [part for item in write.items for part in (item.data, item.tail)]
             if write.create:
                 seg.wfd = os.open(
                     seg.path,
@@ -697,9 +701,9 @@ class DiskQueue(core.Service):
             for item in write.items:
                 if item.future is not None and not item.future.done():
                     item.future.set_result(None)
-                if item.chunk is not None:
-                    chunk, item.chunk = item.chunk, None
-                    chunk.settle(core.Delivery.DELIVERED)
+                if item.fin is not None:
+                    fin, item.fin = item.fin, None
+                    fin.settle(core.Delivery.DELIVERED, 1)
         self._gauge.set(self._disk_bytes)
         self._advance_reader()
         _wake(self._data_waiter)

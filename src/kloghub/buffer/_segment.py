@@ -125,14 +125,19 @@ class ChunkEncoder:
     def __init__(self) -> None:
         self._pack = msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape").pack
 
-    def encode(self, chunk: core.Chunk) -> bytes:
-        """The frame of ``chunk`` (header and entries; one copy of the entries)."""
-        head = self._pack(
+    def head(self, chunk: core.Chunk) -> bytes:
+        """The frame of ``chunk`` up to its entries, which follow it unchanged."""
+        head: bytes = self._pack(
             (chunk.tag, chunk.path, chunk.file_id, chunk.first, chunk.end, chunk.count)
         )
         length = CHUNK_HEAD.size + len(head) + len(chunk.entries)
-        crc = zlib.crc32(chunk.entries, zlib.crc32(head, zlib.crc32(CHUNK_HEAD.pack(len(head)))))
-        return b"".join((FRAME.pack(length, crc), CHUNK_HEAD.pack(len(head)), head, chunk.entries))
+        prefix = CHUNK_HEAD.pack(len(head)) + head
+        crc = zlib.crc32(chunk.entries, zlib.crc32(prefix))
+        return FRAME.pack(length, crc) + prefix
+
+    def encode(self, chunk: core.Chunk) -> bytes:
+        """The whole frame of ``chunk`` (tests and tools; the queue writes head + entries)."""
+        return self.head(chunk) + chunk.entries
 
 
 def decode_chunk(buf: bytes, start: int, stop: int, finalizer: core.Finalizer | None) -> core.Chunk:

@@ -59,6 +59,7 @@ import os
 import socket
 import ssl
 import time
+import zlib
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -115,13 +116,14 @@ class _Chunk:
         self,
         seq: int,
         tag: str,
-        entries: bytes,
+        entries: list[bytes],
         events: list[core.Event],
         parts: list[core.Chunk] | None = None,
     ) -> None:
         self.seq = seq
         self.tag = tag
         self.entries = entries
+        """The request's body in pieces (written one after the other: never joined)."""
         self.gz: bytes | None = None
         self.batch = core.Batch(events)
         self.parts = parts
@@ -313,8 +315,7 @@ class ForwardOutput(core.Service):
         await self._admit()
 
     def _seal_parts(self, tag: str, parts: list[core.Chunk]) -> None:
-        entries = parts[0].entries if len(parts) == 1 else b"".join(c.entries for c in parts)
-        request = _Chunk(next(self._seq), tag, entries, [], parts)
+        request = _Chunk(next(self._seq), tag, [c.entries for c in parts], [], parts)
         self._backlog.append(request)
         self._held += 1
         self._held_events += request.count
@@ -379,7 +380,7 @@ class ForwardOutput(core.Service):
         self._pending_bytes = 0
         self._pending_since = None
         for tag, group in pending.items():
-            chunk = _Chunk(next(self._seq), tag, b"".join(group.parts), group.events)
+            chunk = _Chunk(next(self._seq), tag, [b"".join(group.parts)], group.events)
             self._backlog.append(chunk)
             self._held += 1
             self._held_events += chunk.count
@@ -585,27 +586,27 @@ class ForwardOutput(core.Service):
             # registered before the next await: a failure from here on requeues it
             link.in_flight[chunk.chunk_id] = chunk
             chunk.sent_at = time.monotonic()
-            payload = await self._payload(upstream, chunk)
-            link.writer.write(payload)
+            for piece in await self._payload(upstream, chunk):
+                link.writer.write(piece)  # the transport copies only what it cannot send
             link.last_write = chunk.sent_at = time.monotonic()
             if not chunk.sent:
                 chunk.sent = True
                 metrics.RECORDS_SENT.labels(_KIND).inc(chunk.count)
             await link.writer.drain()
 
-    async def _payload(self, upstream: _Upstream, chunk: _Chunk) -> bytes:
+    async def _payload(self, upstream: _Upstream, chunk: _Chunk) -> list[bytes]:
+        """The request as pieces: its head, the entries (or their gzip), its option."""
         if not upstream.compress:
-            return _protocol.encode_packed_forward(
-                chunk.tag, chunk.entries, chunk.count, chunk.chunk_id, packer=self._packer
+            return _request_pieces(
+                chunk.tag, chunk.entries, chunk.count, chunk.chunk_id, compressed=False
             )
         if chunk.gz is None:
-            if len(chunk.entries) >= _COMPRESS_IN_THREAD_BYTES:
-                chunk.gz = await asyncio.to_thread(_protocol.gzip_compress, chunk.entries)
+            size = sum(map(len, chunk.entries))
+            if size >= _COMPRESS_IN_THREAD_BYTES:
+                chunk.gz = await asyncio.to_thread(_gzip, chunk.entries)
             else:
-                chunk.gz = _protocol.gzip_compress(chunk.entries)
-        return _protocol.encode_packed_forward(
-            chunk.tag, chunk.gz, chunk.count, chunk.chunk_id, compressed=True, packer=self._packer
-        )
+                chunk.gz = _gzip(chunk.entries)
+        return _request_pieces(chunk.tag, [chunk.gz], chunk.count, chunk.chunk_id, compressed=True)
 
     async def _read_acks(self, link: _Link) -> None:
         while True:
@@ -640,3 +641,34 @@ class ForwardOutput(core.Service):
             elif now - link.last_write >= self._keepalive:
                 link.writer.write(_protocol.KEEPALIVE)
                 link.last_write = now
+
+
+_PACK = _protocol.new_packer(lenient=True).pack
+
+
+def _bin_header(size: int) -> bytes:
+    if size < 0x100:
+        return bytes((0xC4, size))
+    if size < 0x10000:
+        return b"\xc5" + size.to_bytes(2, "big")
+    return b"\xc6" + size.to_bytes(4, "big")
+
+
+def _request_pieces(
+    tag: str, body: list[bytes], count: int, chunk_id: str, *, compressed: bool
+) -> list[bytes]:
+    """A (Compressed)PackedForward request, byte for byte what
+    ``_protocol.encode_packed_forward`` packs, without copying ``body`` into it."""
+    option: dict[str, Any] = {"size": count, "chunk": chunk_id}
+    if compressed:
+        option["compressed"] = "gzip"
+    head = b"\x93" + _PACK(tag) + _bin_header(sum(map(len, body)))
+    return [head, *body, _PACK(option)]
+
+
+def _gzip(pieces: list[bytes]) -> bytes:
+    """One gzip member of the pieces, zlib level 1 (the agent's CPU is the scarce one)."""
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 31)
+    out = [deflate.compress(piece) for piece in pieces]
+    out.append(deflate.flush())
+    return b"".join(out)
