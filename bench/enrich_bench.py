@@ -64,10 +64,10 @@ async def run(pods: Path, state: Path, args: argparse.Namespace) -> tuple[int, f
     total = sum(p.stat().st_size for p in pods.glob("*/*/*.log"))
     count = 0
 
-    async def sink(batch: core.Batch) -> None:
+    async def sink(chunk: core.Chunk) -> None:
         nonlocal count
-        count += len(batch)
-        batch.settle(core.Delivery.DELIVERED)
+        count += chunk.count
+        chunk.settle(core.Delivery.DELIVERED)
 
     src = config.SourcesConfig(
         containers=config.ContainerSource(paths=[str(pods / "*/*/*.log")]),

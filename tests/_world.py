@@ -10,7 +10,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from kloghub import config, core, sources
+from kloghub import config, core, kernels, sources
 
 NUM = re.compile(r"n=(\d+)")
 
@@ -61,13 +61,25 @@ class Collector:
 
     def __init__(self) -> None:
         self.events: list[core.Event] = []
+        self.chunks: list[core.Chunk] = []
         self.open = asyncio.Event()
         self.open.set()
 
-    async def __call__(self, batch: core.Batch) -> None:
+    async def __call__(self, item: core.Batch | core.Chunk) -> None:
         await self.open.wait()
-        self.events.extend(batch.events)
-        batch.settle(core.Delivery.DELIVERED)
+        self.record(item)
+        item.settle(core.Delivery.DELIVERED)
+
+    def record(self, item: core.Batch | core.Chunk) -> None:
+        """Keep the events of ``item`` (a source's chunk: its entries decoded)."""
+        if isinstance(item, core.Chunk):
+            self.chunks.append(item)
+            self.events.extend(
+                core.Event(item.tag, t, record)
+                for t, record in kernels.decode_entries(item.entries)
+            )
+        else:
+            self.events.extend(item.events)
 
     def numbers(self) -> Counter[int]:
         found: Counter[int] = Counter()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgpack
+
 from kloghub import buffer, config, core, runtime
 
 
@@ -51,3 +53,58 @@ def counter(reason: str) -> float:
 
 def gauge(name: str) -> float | None:
     return runtime.metrics.REGISTRY.get_sample_value("kloghub_buffer_bytes", {"buffer": name})
+
+
+def make_chunk_queue(
+    directory: Path,
+    max_bytes: int = 1 << 20,
+    segment_bytes: int = 1 << 20,
+    when_full: str = "block",
+    name: str = "test-chunks",
+    flush_interval: float = 0.0,
+    max_unsynced_bytes: int = 8 << 20,
+) -> buffer.DiskQueue:
+    cfg = config.QueueConfig(max_bytes=max_bytes, segment_bytes=segment_bytes, when_full=when_full)
+    return buffer.DiskQueue(
+        directory,
+        cfg,
+        name,
+        kind="chunks",
+        flush_interval=flush_interval,
+        max_unsynced_bytes=max_unsynced_bytes,
+    )
+
+
+def chunk(
+    n: int, entries: int = 3, fin: core.Finalizer | None = None, tag: str = "kube.ns.pod.c"
+) -> core.Chunk:
+    """Chunk number ``n``: ``entries`` msgpack entries whose messages say ``chunk n``."""
+    body = b"".join(
+        msgpack.packb([n, {"log": f"chunk {n} entry {i}", "bin": b"\xff"}], use_bin_type=True)
+        for i in range(entries)
+    )
+    return core.Chunk(
+        tag,
+        body,
+        entries,
+        path=f"/logs/{n}.log",
+        file_id=f"f{n}",
+        first=n,
+        end=n + 1,
+        finalizer=fin,
+    )
+
+
+async def drain_chunks(
+    queue: buffer.DiskQueue, settle: bool = True, max_chunks: int = 100
+) -> list[int]:
+    """Pop chunks until there are none now; returns their numbers (``first``) in order."""
+    seen: list[int] = []
+    while True:
+        chunks = await queue.pop_chunks(max_chunks, 1 << 30, 0.05)
+        if not chunks:
+            return seen
+        seen.extend(c.first for c in chunks)
+        if settle:
+            for c in chunks:
+                c.settle(core.Delivery.DELIVERED)

@@ -15,7 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from kloghub import buffer, config, core, outputs, runtime, sinks, sources, store, transport
+from kloghub import (
+    buffer,
+    config,
+    core,
+    kernels,
+    outputs,
+    runtime,
+    sinks,
+    sources,
+    store,
+    transport,
+)
 from tests import _hec
 from tests.sinks import _fakes
 from tests.sinks._support import MemoryDeadLetters
@@ -169,9 +180,9 @@ def _log_source(tmp_path: Path) -> Harness:
     pods.mkdir(parents=True)
     seen: list[core.Delivery] = []
 
-    async def sink(batch: core.Batch) -> None:
-        batch.settle(core.Delivery.DELIVERED)
-        if any(e.record["log"] == "held part" for e in batch):
+    async def sink(chunk: core.Chunk) -> None:
+        chunk.settle(core.Delivery.DELIVERED)
+        if any(r["log"] == "held part" for _, r in kernels.decode_entries(chunk.entries)):
             seen.append(core.Delivery.DELIVERED)
 
     src = config.SourcesConfig(

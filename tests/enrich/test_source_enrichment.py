@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from kloghub import config, enrich
+from kloghub import config, core, enrich, kernels
 from kloghub.runtime import metrics
 from tests._kubeapi import KubeAPI, free_port, make_pod
 from tests._world import NUM, Collector, World, cri
@@ -257,17 +257,22 @@ async def test_the_default_multiline_rule_is_off_for_json_parser_pods(world: Wor
 
 
 class HoldingSink:
-    """Accepts batches at once and settles them only when told (acks in flight)."""
+    """Accepts chunks at once and settles them only when told (acks in flight)."""
 
     def __init__(self) -> None:
+        self.chunks = []
         self.batches = []
+        """The events of each chunk, decoded."""
 
-    async def __call__(self, batch) -> None:
-        self.batches.append(batch)
+    async def __call__(self, chunk) -> None:
+        self.chunks.append(chunk)
+        self.batches.append(
+            [core.Event(chunk.tag, t, r) for t, r in kernels.decode_entries(chunk.entries)]
+        )
 
     def release(self) -> None:
-        for batch in self.batches:
-            batch.settle()
+        for chunk in self.chunks:
+            chunk.settle()
 
     def numbers(self) -> list[int]:
         return sorted(int(n) for b in self.batches for e in b for n in NUM.findall(e.record["log"]))

@@ -239,8 +239,8 @@ async def test_unacknowledged_lines_are_read_again_after_restart(world: World):
     world.append(log, range(50))
 
     class Holding(Collector):
-        async def __call__(self, batch):
-            self.events.extend(batch.events)  # never acknowledged
+        async def __call__(self, chunk):
+            self.record(chunk)  # never acknowledged
 
     holder = Holding()
     source = make_source(world, holder)

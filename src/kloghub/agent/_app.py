@@ -1,10 +1,13 @@
 """The agent process: source → (disk buffer → pump) → output, run by the daemon.
 
 - ``forward://`` outputs (one or several upstreams, load-balanced with failover) go
-  through the disk buffer in ``<state_dir>/buffer``: the tailer's checkpoints move once
-  records are durable there, so logs the kubelet rotates away while the collector is down
-  are kept (up to ``buffer.max_bytes``, then ``buffer.when_full``).
-- ``file:`` and ``stdout:`` are local and acknowledge after writing: no buffer.
+  through the disk buffer in ``<state_dir>/buffer``, which stores the source's chunks as
+  they go on the wire and group-commits them (``buffer.flush_interval``): the tailer's
+  checkpoints move once chunks are durable there, so logs the kubelet rotates away while
+  the collector is down are kept (up to ``buffer.max_bytes``, then ``buffer.when_full``).
+  The pump hands the stored chunks to the Forward output undecoded.
+- ``file:`` and ``stdout:`` are local and acknowledge after writing: no buffer; they
+  decode the chunks into records (``outputs.decoded``).
 - ``store:PATH`` (level crawl) keeps ECS documents in the node's embedded store, searchable
   with ``kloghub search``: the agent normalizes as the collector would.
 
@@ -15,6 +18,7 @@ reading first and the buffer closes last, after the output's final acknowledgeme
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from kloghub import (
@@ -32,6 +36,21 @@ from kloghub import (
 )
 
 __all__ = ["build"]
+
+_IN_FLIGHT_REQUESTS = 4
+"""Forward requests (each up to ``batch_max_bytes``) sent and not yet acknowledged: the
+output's memory bound; a chunk read is ~1 MiB, so 4 keep a LAN link busy."""
+_POP_MAX_CHUNKS = 64
+"""Chunks the pump takes from the buffer at once (bytes are bounded by batch_max_bytes)."""
+
+
+def _decoding(send: Callable[[core.Batch], Awaitable[None]]) -> sources.Sink:
+    """A local output's ``send`` as a chunk sink (the records decoded)."""
+
+    async def send_chunk(chunk: core.Chunk) -> None:
+        await send(outputs.decoded(chunk))
+
+    return send_chunk
 
 
 def _schemes(cfg: config.AgentConfig) -> set[str]:
@@ -102,20 +121,26 @@ def build(cfg: config.AgentConfig) -> runtime.Daemon:
 
     components: list[core.Component]
     if schemes <= forward:
-        output = transport.ForwardOutput(cfg.outputs)
-        queue = buffer.DiskQueue(cfg.state_dir / "buffer", cfg.buffer, "agent")
+        output = transport.ForwardOutput(cfg.outputs, max_in_flight_chunks=_IN_FLIGHT_REQUESTS)
+        queue = buffer.DiskQueue(
+            cfg.state_dir / "buffer",
+            cfg.buffer,
+            "agent",
+            kind="chunks",
+            flush_interval=cfg.buffer.flush_interval,
+        )
         first = cfg.outputs[0]
         pump = buffer.Pump(
             queue,
-            output.send,
+            send_chunks=output.send_chunks,
             name="agent",
-            max_records=first.batch_max_records,
+            max_records=_POP_MAX_CHUNKS,
             max_bytes=int(first.batch_max_bytes),
         )
-        components = [*watchers, queue, output, pump, source(queue.push)]
+        components = [*watchers, queue, output, pump, source(queue.push_chunk)]
     else:
         local = _local_output(cfg)
-        components = [*watchers, local, source(local.send)]
+        components = [*watchers, local, source(_decoding(local.send))]
     return runtime.Daemon(
         "agent", components, cfg.metrics_addr, cfg.drain_timeout, runtime.Readiness()
     )

@@ -1,11 +1,24 @@
 """The disk queue: bounded, crash-safe, acknowledged segment files (see ``DESIGN.md``).
 
-``push`` appends a batch durably (write + ``fsync``, concurrent pushes share one
-``fsync``) and then settles it: for the producer, "in the queue" is "safe". ``pop`` hands
-out the next records with a finalizer; when the consumer settles them (delivered,
-dead-lettered or dropped) they are acknowledged here, in any order, and a segment file is
-deleted once every record of it was acknowledged. After a restart, even after SIGKILL,
-exactly the records not acknowledged are handed out again.
+A queue holds one kind of item, each one frame of a segment (an item is the unit of
+acknowledgement):
+
+- events (the collector's sink queues): ``push`` appends a batch durably (write +
+  ``fsync``, concurrent pushes share one ``fsync``) and then settles it: for the producer,
+  "in the queue" is "safe"; ``pop`` hands out events sharing one finalizer;
+- chunks (the agent's buffer): ``push_chunk`` returns once the chunk is admitted, without
+  waiting for its ``fsync``; the writer group-commits everything pushed during
+  ``flush_interval`` with one write and one ``fsync`` (whatever the number of files the
+  chunks came from), and settles each chunk once it is durable, which is what moves the
+  tail checkpoints. The bytes pushed and not yet durable are bounded
+  (``max_unsynced_bytes``): past it the writer commits at once and ``push_chunk`` waits —
+  the back-pressure on the tailer. ``pop_chunks`` hands chunks out as they are stored,
+  wire-ready; only their small header is decoded.
+
+When the consumer settles what it popped (delivered, dead-lettered or dropped) it is
+acknowledged here, in any order, and a segment file is deleted once every item of it was
+acknowledged. After a restart, even after SIGKILL, exactly the items not acknowledged are
+handed out again.
 """
 
 from __future__ import annotations
@@ -18,9 +31,7 @@ import os
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
-
-import msgpack
+from typing import Any, Literal, TypeVar
 
 from kloghub import config, core
 from kloghub.buffer import _acklog, _segment
@@ -43,27 +54,45 @@ _REASON_CORRUPT = "buffer_corrupt"
 _FRAME_SIZE = _segment.FRAME.size
 _FRAME_HEADER = _segment.FRAME.unpack_from
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+_MAX_UNSYNCED_BYTES = 8 * 1024 * 1024
+
+Kind = Literal["events", "chunks"]
+_Make = Callable[[bytes, int, int, core.Finalizer], Any]
 
 
 class _Pending:
-    """A pushed batch, encoded, waiting for the writer."""
+    """A pushed batch or chunk, encoded, waiting for the writer."""
 
-    __slots__ = ("data", "future", "records")
+    __slots__ = ("data", "entries", "fin", "future", "records", "size", "tail")
 
-    def __init__(self, data: bytes, records: int, future: asyncio.Future[None]) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        records: int,
+        future: asyncio.Future[None] | None,
+        chunk: core.Chunk | None = None,
+    ) -> None:
         self.data = data
+        self.tail = chunk.entries if chunk is not None else b""
+        """Written right after ``data`` (a chunk's entries: never copied into its frame)."""
+        self.size = len(data) + len(self.tail)
         self.records = records
         self.future = future
+        """Set when the item is durable (someone waits for it)."""
+        self.fin = chunk.finalizer if chunk is not None else None
+        """The chunk's finalizer, settled (one count) when the item is durable."""
+        self.entries = chunk.count if chunk is not None else records
+        """Records the item holds (a chunk's entries; for counting drops)."""
 
 
 class _Take:
-    """One pop in progress: its events, their finalizer and the limits."""
+    """One pop in progress: its items, their finalizer and the limits."""
 
     __slots__ = ("events", "fin", "full", "max_bytes", "max_records", "nbytes")
 
     def __init__(self, fin: core.Finalizer, max_records: int, max_bytes: int) -> None:
         self.fin = fin
-        self.events: list[core.Event] = []
+        self.events: list[Any] = []
         self.max_records = max_records
         self.max_bytes = max_bytes
         self.nbytes = 0
@@ -84,14 +113,28 @@ class _Write:
         self.records = 0
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+
+
+def _write_all(fd: int, parts: list[bytes]) -> None:
+    """Write ``parts`` in order, whole (``writev``: the items are not joined first)."""
+    views = [memoryview(p) for p in parts if p]
+    first = 0
+    while first < len(views):
+        written = os.writev(fd, views[first : first + _IOV_MAX])
+        while written:
+            size = len(views[first])
+            if written >= size:
+                written -= size
+                first += 1
+            else:
+                views[first] = views[first][written:]
+                written = 0
 
 
 class DiskQueue(core.Service):
-    """A bounded queue of events in segment files under ``directory``.
+    """A bounded queue of events (or chunks: ``kind="chunks"``) in segment files under
+    ``directory``.
 
     ``cfg.max_bytes`` bounds the bytes on disk; ``cfg.when_full`` says what a push does
     when they are reached: ``block`` waits for acknowledgements to free space,
@@ -107,10 +150,24 @@ class DiskQueue(core.Service):
         cfg: config.QueueConfig,
         name: str,
         supervisor: core.Supervisor | None = None,
+        *,
+        kind: Kind = "events",
+        flush_interval: float = 0.0,
+        max_unsynced_bytes: int = _MAX_UNSYNCED_BYTES,
     ) -> None:
         super().__init__(supervisor)
         self.name = name
         self.directory = Path(directory)
+        self._kind = kind
+        self._magic = _segment.CHUNK_MAGIC if kind == "chunks" else _segment.MAGIC
+        self._chunk_encoder = _segment.ChunkEncoder()
+        self._flush_interval = max(0.0, float(flush_interval))
+        """Group commit: how long pushed chunks may wait for the next write + fsync."""
+        self._max_unsynced = max(1, int(max_unsynced_bytes))
+        self._pending_since = 0.0
+        self._draining = False
+        self._urgent = False
+        """A pending item is awaited: commit it without waiting for the interval."""
         self._max_bytes = int(cfg.max_bytes)
         # Segments are at most a quarter of the bound, so that freeing or dropping space
         # happens in steps and the segment being written is rarely the one in the way.
@@ -166,14 +223,49 @@ class DiskQueue(core.Service):
         if not batch.events:
             batch.settle(core.Delivery.DELIVERED)
             return
+        if self._kind != "events":
+            raise TypeError(f"disk queue {self.name} holds chunks: use push_chunk")
         data, records = self._encoder.encode(batch.events)
         await self._admit(len(data))
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(data, records, future))
-        self._reserved += len(data)
-        _wake(self._writer_wake)
+        self._add_pending(_Pending(data, records, future))
         await future
         batch.settle(core.Delivery.DELIVERED)
+
+    async def push_chunk(self, chunk: core.Chunk) -> None:
+        """Admit ``chunk``; it is settled (delivered) once durable, at the next group commit.
+
+        Waits for space under the ``block`` policy, and while more than
+        ``max_unsynced_bytes`` are pushed and not yet durable. Raises ``RuntimeError`` when
+        the queue is not running; a chunk the queue stops before writing stays unsettled,
+        so its source reads it again after a restart.
+        """
+        if self.state is not core.State.RUNNING:
+            raise RuntimeError(f"disk queue {self.name} is not running")
+        if self._kind != "chunks":
+            raise TypeError(f"disk queue {self.name} holds events: use push")
+        if not chunk.count:
+            chunk.settle(core.Delivery.DELIVERED)
+            return
+        head = self._chunk_encoder.head(chunk)
+        size = len(head) + len(chunk.entries)
+        await self._admit(size)
+        if self._reserved + size <= self._max_unsynced:
+            self._add_pending(_Pending(head, 1, None, chunk))
+            return
+        # Over the bound of bytes not yet durable: commit now, and wait for it.
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._add_pending(_Pending(head, 1, future, chunk))
+        await future
+
+    def _add_pending(self, item: _Pending) -> None:
+        if not self._pending:
+            self._pending_since = asyncio.get_running_loop().time()
+        self._pending.append(item)
+        self._reserved += item.size
+        if item.future is not None:
+            self._urgent = True  # someone waits for this item to be durable
+        _wake(self._writer_wake)
 
     async def pop(self, max_records: int, max_bytes: int, timeout: float) -> core.Batch:
         """The next records not handed out yet: at least one, or an empty batch on timeout.
@@ -182,6 +274,24 @@ class DiskQueue(core.Service):
         in the queue. ``max_bytes`` counts encoded record bytes and is exceeded only by a
         single record larger than it.
         """
+        if self._kind != "events":
+            raise TypeError(f"disk queue {self.name} holds chunks: use pop_chunks")
+        return core.Batch(await self._pop(_segment.decode_event, max_records, max_bytes, timeout))
+
+    async def pop_chunks(self, max_chunks: int, max_bytes: int, timeout: float) -> list[core.Chunk]:
+        """The next chunks not handed out yet: at least one, or none on timeout.
+
+        The chunks share one finalizer (one count each); settling every one of them (with
+        any status) acknowledges them in the queue. ``max_bytes`` counts frame bytes and is
+        exceeded only by a single chunk larger than it.
+        """
+        if self._kind != "chunks":
+            raise TypeError(f"disk queue {self.name} holds events: use pop")
+        return await self._pop(_segment.decode_chunk, max_chunks, max_bytes, timeout)
+
+    async def _pop(
+        self, make: _Make, max_records: int, max_bytes: int, timeout: float
+    ) -> list[Any]:
         if self.state in (core.State.NEW, core.State.STOPPED):
             raise RuntimeError(f"disk queue {self.name} is not running")
         loop = asyncio.get_running_loop()
@@ -190,21 +300,21 @@ class DiskQueue(core.Service):
             async with asyncio.timeout_at(deadline):
                 await self._pop_lock.acquire()
         except TimeoutError:
-            return core.Batch()
+            return []
         try:
             while True:
                 if self._closed:
-                    return core.Batch()
-                batch = self._take(max(1, max_records), max_bytes)
+                    return []
+                items = self._take(make, max(1, max_records), max_bytes)
                 remaining = deadline - loop.time()
-                if batch.events or remaining <= 0:
-                    return batch
+                if items or remaining <= 0:
+                    return items
                 waiter = loop.create_future()
                 self._data_waiter = waiter
                 try:
                     await asyncio.wait_for(waiter, remaining)
                 except TimeoutError:
-                    return core.Batch()
+                    return []
                 finally:
                     self._data_waiter = None
         finally:
@@ -219,6 +329,8 @@ class DiskQueue(core.Service):
 
     async def _on_drain(self) -> None:
         loop = asyncio.get_running_loop()
+        self._draining = True  # no more waiting for the flush interval
+        _wake(self._writer_wake)
         while self._pending or self._writing:
             waiter = loop.create_future()
             self._commit_waiters.append(waiter)
@@ -228,7 +340,7 @@ class DiskQueue(core.Service):
         self._closed = True
         stopped = RuntimeError(f"disk queue {self.name} stopped before the batch was durable")
         for item in self._writing + self._pending:
-            if not item.future.done():
+            if item.future is not None and not item.future.done():
                 item.future.set_exception(stopped)
         self._pending = []
         self._wake_space()
@@ -317,7 +429,7 @@ class DiskQueue(core.Service):
             )
             metrics.DROPPED.labels(reason=_REASON_CORRUPT).inc()
             return None
-        if size <= _segment.HEADER_SIZE or magic != _segment.MAGIC:
+        if size <= _segment.HEADER_SIZE or magic != self._magic:
             # The magic and the first frames are one write: a file this short holds no
             # record (a crash while creating it); a wrong magic is not ours to read.
             if size > _segment.HEADER_SIZE:
@@ -401,9 +513,19 @@ class DiskQueue(core.Service):
             )
 
     def _unread(self, seg: _segment.Segment) -> int:
-        """Records of ``seg`` never handed out and not acknowledged."""
+        """Records of ``seg`` never handed out and not acknowledged (a chunk counts its
+        entries)."""
         if seg.total is not None:
             return 0
+        start = self._ridx if seg is self._rseg else 0
+        if self._kind == "chunks":
+            counts = seg.counts
+            if seg.recovered:
+                try:
+                    counts = _segment.frame_counts(seg.path, seg.size, chunks=True)
+                except OSError:
+                    return 0
+            return seg.unacked_sum(counts, start)
         if seg.recovered:
             try:
                 total = _segment.count_frames(seg.path, seg.size)
@@ -411,7 +533,6 @@ class DiskQueue(core.Service):
                 return 0
         else:
             total = seg.planned
-        start = self._ridx if seg is self._rseg else 0
         return max(0, total - start - seg.acked_between(start, total))
 
     def _wake_space(self) -> None:
@@ -425,7 +546,7 @@ class DiskQueue(core.Service):
         retired: list[_segment.Segment] = []
         for item in group:
             seg = self._active
-            size = len(item.data)
+            size = item.size
             if seg is None or (
                 seg.planned_bytes > _segment.HEADER_SIZE
                 and seg.planned_bytes + size > self._segment_limit
@@ -453,19 +574,21 @@ class DiskQueue(core.Service):
         return writes, retired
 
     @staticmethod
-    def _io(writes: list[_Write], retired: list[_segment.Segment], directory: Path) -> None:
+    def _io(
+        writes: list[_Write], retired: list[_segment.Segment], directory: Path, magic: bytes
+    ) -> None:
         """Write and ``fsync`` one group (runs in a thread; touches only these segments)."""
         created = False
         for write in writes:
             seg = write.segment
-            data = b"".join(item.data for item in write.items)
+            data = [part for item in write.items for part in (item.data, item.tail)]
             if write.create:
                 seg.wfd = os.open(
                     seg.path,
                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC,
                     0o640,
                 )
-                data = _segment.MAGIC + data
+                data.insert(0, magic)
                 created = True
             assert seg.wfd is not None
             _write_all(seg.wfd, data)
@@ -502,11 +625,22 @@ class DiskQueue(core.Service):
                 finally:
                     self._writer_wake = None
                 continue
+            delay = self._commit_delay(loop.time())
+            if delay > 0:
+                self._writer_wake = waiter = loop.create_future()
+                timer = loop.call_later(delay, _wake, waiter)
+                try:
+                    await waiter
+                finally:
+                    timer.cancel()
+                    self._writer_wake = None
+                continue
             group, self._pending = self._pending, []
+            self._urgent = False
             self._writing = group
             writes, retired = self._plan(group)
             try:
-                await self._in_thread(self._io, writes, retired, self.directory)
+                await self._in_thread(self._io, writes, retired, self.directory, self._magic)
             except OSError as exc:
                 _log.warning(
                     "disk queue write failed; retrying in a new segment",
@@ -516,12 +650,25 @@ class DiskQueue(core.Service):
                 self._undo(writes)
                 self._writing = []
                 self._pending[:0] = group
+                self._urgent = self._urgent or any(i.future is not None for i in group)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
             backoff = 0.1
             self._writing = []
             self._commit(writes)
+
+    def _commit_delay(self, now: float) -> float:
+        """How long the writer may still wait before committing what is pending."""
+        if (
+            self._flush_interval <= 0
+            or self._draining
+            or self._closed
+            or self._reserved >= self._max_unsynced
+            or self._urgent
+        ):
+            return 0.0
+        return self._pending_since + self._flush_interval - now
 
     def _undo(self, writes: list[_Write]) -> None:
         for write in writes:
@@ -546,12 +693,17 @@ class DiskQueue(core.Service):
                 seg.size += added
                 seg.records += write.records
                 self._disk_bytes += added
+                if self._kind == "chunks":
+                    seg.counts.extend(item.entries for item in write.items)
             if seg.wfd is not None and seg is not self._active:
                 _close_fd(seg.wfd)  # retired or dropped while this write was in flight
                 seg.wfd = None
             for item in write.items:
-                if not item.future.done():
+                if item.future is not None and not item.future.done():
                     item.future.set_result(None)
+                if item.fin is not None:
+                    fin, item.fin = item.fin, None
+                    fin.settle(core.Delivery.DELIVERED, 1)
         self._gauge.set(self._disk_bytes)
         self._advance_reader()
         _wake(self._data_waiter)
@@ -634,7 +786,7 @@ class DiskQueue(core.Service):
         self._close_reader()
         self._maybe_delete(seg)
 
-    def _take(self, max_records: int, max_bytes: int) -> core.Batch:
+    def _take(self, make: _Make, max_records: int, max_bytes: int) -> list[Any]:
         ranges: list[tuple[int, int, int]] = []
         take = _Take(
             core.Finalizer(functools.partial(self._on_ack, ranges)), max_records, max_bytes
@@ -644,7 +796,7 @@ class DiskQueue(core.Service):
             if seg is None:
                 break
             first = self._ridx
-            ended = self._decode(seg, take)
+            ended = self._decode(seg, take, make)
             if self._ridx > first:
                 ranges.append((seg.id, first, self._ridx))
             if not ended:
@@ -654,17 +806,18 @@ class DiskQueue(core.Service):
         if take.events:
             take.fin.add(len(take.events))
             take.fin.seal()
-        return core.Batch(take.events)
+        return take.events
 
-    def _decode(self, seg: _segment.Segment, take: _Take) -> bool:
-        """Decode frames of ``seg`` into ``take``; True when the segment ended.
+    def _decode(self, seg: _segment.Segment, take: _Take, make: _Make) -> bool:
+        """Decode frames of ``seg`` into ``take`` (``make`` builds an item of a frame's
+        payload); True when the segment ended.
 
         "Ended" means the segment is complete and fully read, or the rest of it is corrupt.
         This is the pop hot path: one loop, locals only.
         """
         buf, pos, idx = self._rbuf, self._rpos, self._ridx
         size, skip, ended = len(buf), seg.skip, False
-        header, crc32, unpackb, event = _FRAME_HEADER, zlib.crc32, msgpack.unpackb, core.Event
+        header, crc32 = _FRAME_HEADER, zlib.crc32
         events, fin, nbytes, max_bytes = take.events, take.fin, take.nbytes, take.max_bytes
         append, room = events.append, take.max_records - len(events)
         while room > 0:
@@ -675,8 +828,8 @@ class DiskQueue(core.Service):
                 if end <= size:
                     if nbytes + length > max_bytes and events:
                         break
-                    payload = buf[pos + _FRAME_SIZE : end]
-                    if crc32(payload) != crc or not length:
+                    start = pos + _FRAME_SIZE
+                    if not length or crc32(memoryview(buf)[start:end]) != crc:
                         self._corrupt(seg, self._roff - avail, "checksum mismatch")
                         buf, pos, ended = b"", 0, True
                         break
@@ -685,11 +838,11 @@ class DiskQueue(core.Service):
                     if skip and self._skipped(skip, idx - 1):
                         continue
                     try:
-                        tag, time_ns, record = unpackb(payload, raw=False, strict_map_key=False)
+                        item = make(buf, start, end, fin)
                     except Exception as exc:  # noqa: BLE001 - any undecodable payload
                         self._undecodable(seg, exc)
                         continue
-                    append(event(tag, time_ns, record, fin, length))
+                    append(item)
                     nbytes += length
                     room -= 1
                     continue

@@ -3,7 +3,14 @@
 A segment is ``<id>.seg`` (20-digit decimal id, increasing). It starts with an 8-byte
 magic, then frames, little-endian::
 
-    u32 length | u32 crc32(payload) | payload = msgpack [tag, time_ns, record]
+    u32 length | u32 crc32(payload) | payload
+
+The payload is one of two kinds, told apart by the magic (a queue holds one kind):
+
+- an event (``MAGIC``, the collector's sink queues): msgpack ``[tag, time_ns, record]``;
+- a chunk (``CHUNK_MAGIC``, the agent's buffer): ``u16 header length | msgpack [tag,
+  path, file_id, first, end, count] | entries``, the entries exactly as they go on the
+  wire (a PackedForward body), so that popping a chunk decodes only its small header.
 
 A frame is written whole (one ``write`` per group commit), so a reader never sees half a
 frame below the durable end; a frame cut at the end of a file can only be a torn write from
@@ -25,19 +32,26 @@ import msgpack
 from kloghub import core
 
 __all__ = [
+    "CHUNK_MAGIC",
     "FRAME",
     "HEADER_SIZE",
     "MAGIC",
+    "ChunkEncoder",
     "Encoder",
     "Segment",
     "count_frames",
+    "decode_chunk",
+    "decode_event",
+    "frame_counts",
     "parse_segment_id",
     "segment_path",
 ]
 
 MAGIC = b"KLGQ\x00\x00\x00\x01"
+CHUNK_MAGIC = b"KLGC\x00\x00\x00\x01"
 HEADER_SIZE = len(MAGIC)
 FRAME = struct.Struct("<II")
+CHUNK_HEAD = struct.Struct("<H")
 _SUFFIX = ".seg"
 _MAX_DEPTH = 64
 _INT_MIN = -(2**63)
@@ -105,11 +119,63 @@ class Encoder:
         return b"".join(parts), count
 
 
+class ChunkEncoder:
+    """Frames chunks: a small msgpack header, then the entries bytes untouched."""
+
+    def __init__(self) -> None:
+        self._pack = msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape").pack
+
+    def head(self, chunk: core.Chunk) -> bytes:
+        """The frame of ``chunk`` up to its entries, which follow it unchanged."""
+        head: bytes = self._pack(
+            (chunk.tag, chunk.path, chunk.file_id, chunk.first, chunk.end, chunk.count)
+        )
+        length = CHUNK_HEAD.size + len(head) + len(chunk.entries)
+        prefix = CHUNK_HEAD.pack(len(head)) + head
+        crc = zlib.crc32(chunk.entries, zlib.crc32(prefix))
+        return FRAME.pack(length, crc) + prefix
+
+    def encode(self, chunk: core.Chunk) -> bytes:
+        """The whole frame of ``chunk`` (tests and tools; the queue writes head + entries)."""
+        return self.head(chunk) + chunk.entries
+
+
+def decode_chunk(buf: bytes, start: int, stop: int, finalizer: core.Finalizer | None) -> core.Chunk:
+    """The chunk framed in ``buf[start:stop]`` (raises ValueError or msgpack errors when it
+    is not one); the entries are copied once, nothing else is decoded."""
+    (hlen,) = CHUNK_HEAD.unpack_from(buf, start)
+    head_end = start + CHUNK_HEAD.size + hlen
+    if head_end > stop:
+        raise ValueError("chunk header longer than its frame")
+    tag, path, file_id, first, last, count = msgpack.unpackb(
+        memoryview(buf)[start + CHUNK_HEAD.size : head_end],
+        raw=False,
+        unicode_errors="surrogateescape",
+    )
+    return core.Chunk(
+        tag,
+        buf[head_end:stop],
+        count,
+        path=path,
+        file_id=file_id,
+        first=first,
+        end=last,
+        finalizer=finalizer,
+    )
+
+
+def decode_event(buf: bytes, start: int, stop: int, finalizer: core.Finalizer) -> core.Event:
+    """The event framed in ``buf[start:stop]`` (raises msgpack errors when it is not one)."""
+    tag, time_ns, record = msgpack.unpackb(buf[start:stop], raw=False, strict_map_key=False)
+    return core.Event(tag, time_ns, record, finalizer, stop - start)
+
+
 class Segment:
     """The in-memory state of one segment file (never its records)."""
 
     __slots__ = (
         "acked",
+        "counts",
         "deleted",
         "id",
         "inflight",
@@ -146,6 +212,8 @@ class Segment:
         """Acknowledged record indexes as sorted, disjoint, merged ``[start, end)`` ranges."""
         self.skip: list[list[int]] = []
         """Ranges acknowledged before a restart: the reader does not hand them out again."""
+        self.counts: list[int] = []
+        """Entries in each durable frame written in this run (chunk queues only)."""
         self.deleted = False
         self.wfd: int | None = None
 
@@ -172,6 +240,17 @@ class Segment:
         ranges = self.acked
         return bool(ranges) and ranges[0][0] <= 0 and ranges[0][1] >= total
 
+    def unacked_sum(self, counts: list[int], start: int) -> int:
+        """The sum of ``counts[i]`` over the frames ``i >= start`` not acknowledged."""
+        total, pos = 0, start
+        for s, e in self.acked:
+            if e <= pos:
+                continue
+            if s > pos:
+                total += sum(counts[pos:s])
+            pos = max(pos, e)
+        return total + sum(counts[pos:])
+
     def acked_between(self, start: int, end: int) -> int:
         """How many records of ``[start, end)`` are acknowledged."""
         return sum(max(0, min(e, end) - max(s, start)) for s, e in self.acked)
@@ -179,7 +258,13 @@ class Segment:
 
 def count_frames(path: Path, limit: int) -> int:
     """Valid frames in a segment file up to byte ``limit`` (stops at the first bad one)."""
-    count = 0
+    return len(frame_counts(path, limit, chunks=False))
+
+
+def frame_counts(path: Path, limit: int, *, chunks: bool) -> list[int]:
+    """Entries in each valid frame of a segment file up to byte ``limit`` (1 per event;
+    a chunk's count from its header), stopping at the first bad frame."""
+    counts: list[int] = []
     chunk_size = 1 << 20
     with path.open("rb") as file:
         file.seek(HEADER_SIZE)
@@ -191,9 +276,16 @@ def count_frames(path: Path, limit: int) -> int:
                 length, crc = FRAME.unpack_from(buf, pos)
                 end = pos + FRAME.size + length
                 if end <= len(buf):
-                    if length == 0 or zlib.crc32(memoryview(buf)[pos + FRAME.size : end]) != crc:
-                        return count
-                    count += 1
+                    start = pos + FRAME.size
+                    if length == 0 or zlib.crc32(memoryview(buf)[start:end]) != crc:
+                        return counts
+                    if chunks:
+                        try:
+                            counts.append(decode_chunk(buf, start, end, None).count)
+                        except Exception:  # noqa: BLE001 - undecodable: skipped when read
+                            counts.append(0)
+                    else:
+                        counts.append(1)
                     pos = end
                     continue
                 need = end - len(buf)
@@ -201,10 +293,10 @@ def count_frames(path: Path, limit: int) -> int:
                 need = FRAME.size
             left = limit - offset
             if left <= 0:
-                return count
+                return counts
             data = os.pread(file.fileno(), min(left, max(chunk_size, need)), offset)
             if not data:
-                return count
+                return counts
             offset += len(data)
             buf = buf[pos:] + data
             pos = 0

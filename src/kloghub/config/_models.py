@@ -326,6 +326,12 @@ class BufferConfig(QueueConfig):
     """The agent's disk buffer between the pipeline and the outputs."""
 
     max_bytes: Size = Size(256 * 1024 * 1024)
+    flush_interval: Duration = Field(default=0.25, ge=0.0, le=60.0)
+    """Group commit (like Fluent Bit's ``Flush``): what all files pushed during this
+    interval is written and ``fsync``-ed together, once. A file's checkpoint moves only
+    after that, so this is also the longest a read waits to count as safe; ``0`` commits
+    as soon as the writer is free. The tailer does not wait for it: at most 8 MiB may wait
+    for their ``fsync``, then reading pauses (back-pressure)."""
 
 
 class OutputConfig(SecretFilesModel):

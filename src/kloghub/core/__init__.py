@@ -1,8 +1,9 @@
-"""Core types: events, batches, acknowledgements, the component lifecycle, errors.
+"""Core types: events, batches, chunks, acknowledgements, the component lifecycle, errors.
 
 This layer imports no framework; everything else builds on it.
 """
 
+from kloghub.core._chunk import Chunk
 from kloghub.core._errors import ConfigError, KloghubError, PermanentError, RetryableError
 from kloghub.core._event import Batch, Event
 from kloghub.core._finalize import Delivery, Finalizer, OffsetTracker
@@ -10,6 +11,7 @@ from kloghub.core._lifecycle import Component, Service, State, Supervisor
 
 __all__ = [
     "Batch",
+    "Chunk",
     "Component",
     "ConfigError",
     "Delivery",

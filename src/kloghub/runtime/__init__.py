@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from kloghub.runtime import _metrics as metrics
     from kloghub.runtime._daemon import EXIT_CRASH, EXIT_OK, Daemon, tune_gc
+    from kloghub.runtime._delivery import Delivery
     from kloghub.runtime._http import ObservabilityServer, Readiness
     from kloghub.runtime._logging import JsonFormatter, setup_logging
     from kloghub.runtime._tls import client_ssl_context
@@ -21,6 +22,7 @@ __all__ = [
     "EXIT_CRASH",
     "EXIT_OK",
     "Daemon",
+    "Delivery",
     "JsonFormatter",
     "ObservabilityServer",
     "Readiness",
@@ -35,6 +37,7 @@ _WHERE = {
     "EXIT_OK": "_daemon",
     "Daemon": "_daemon",
     "tune_gc": "_daemon",
+    "Delivery": "_delivery",
     "ObservabilityServer": "_http",
     "Readiness": "_http",
     "JsonFormatter": "_logging",

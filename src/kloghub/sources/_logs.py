@@ -1,8 +1,13 @@
-"""The agent's log source: container, node and audit files → events.
+"""The agent's log source: container, node and audit files → chunks.
 
-It plugs :class:`kloghub.tail.Tailer` (files) into the pipeline: it declares what to tail
-and turns parsed records into events in Fluent Bit's kubernetes layout (DESIGN.md §3):
-``log``, ``stream``, ``kubernetes{...}`` and kloghub's own ``kloghub{...}`` block.
+It plugs :class:`kloghub.tail.Tailer` (files) into the pipeline: it declares what to tail,
+and it owns the per-file :class:`kloghub.kernels.FileEncoder` that turns the bytes the
+tailer read into wire-ready entries in Fluent Bit's kubernetes layout (DESIGN.md §3):
+``log``, ``stream``, ``kubernetes{...}`` and kloghub's own ``kloghub{...}`` block. What
+one read gives becomes one :class:`kloghub.core.Chunk` (tag, file, offset range,
+entries), whose finalizer moves the file's checkpoint when it is settled. The file's
+constant metadata is an :class:`kloghub.kernels.EntryContext`, built once per file and
+again when its decisions change.
 
 Two optional collaborators, given by the agent app (they live in sibling packages, so
 they are seen here through the protocols below):
@@ -14,12 +19,18 @@ they are seen here through the protocols below):
 - :class:`FileFilters` (``kloghub.filters.Filters``): the per-file verdict (namespace,
   label selector, container) and the per-event chain (drop/keep regex, redaction).
 
-An excluded file is still read: its records are settled ``DROPPED`` at once, so the
-checkpoint moves past them. An annotation that changes the multiline rules swaps the
-file's parser: before anything of the file was handed on (its first chunk), the chunk is
-read again with the new parser; later, the old parser's held lines are flushed into the
-current batch and the new parser takes over. Re-read bytes count twice in
-``kloghub_bytes_read``/``kloghub_lines_read``.
+An excluded file is still read: its chunks are settled ``DROPPED`` at once, so the
+checkpoint moves past them. The file's decisions are taken before its first bytes are
+encoded, so an annotation known by then (a parser, multiline rules) applies from the first
+line. An annotation that changes the multiline rules later swaps the file's encoder: what
+the old one holds is flushed as a chunk of its own, and the new one reads the file again
+from the old one's safe offset (the start of an incomplete line, if any). Re-read bytes
+count twice in ``kloghub_bytes_read``/``kloghub_lines_read``.
+
+Per-event filters (drop/keep regex, redaction) need records: a file with filters uses the
+reference encoder, which runs the chain on the parsed records before encoding them (a
+native kernel will cover them later); files without filters use the compiled kernel when
+it is built.
 """
 
 from __future__ import annotations
@@ -29,16 +40,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from kloghub import config, core, parse, tail
+from kloghub import config, core, kernels, parse, tail
 from kloghub.runtime import metrics
 from kloghub.sources import _paths
 
 __all__ = ["LogSource", "Sink", "specs_from_config"]
 
-Sink = Callable[[core.Batch], Awaitable[None]]
-"""Where batches go (an output's or a buffer's ``send``); waits when it is full."""
+Sink = Callable[[core.Chunk], Awaitable[None]]
+"""Where chunks go (the disk buffer's ``push_chunk``, a local output); waits when full."""
 
-_EVENT_OVERHEAD = 160
+_INVALID_UTF8 = parse.INVALID_UTF8
 _NO_MULTILINE = config.MultilineConfig(enabled=False)
 
 
@@ -103,23 +114,72 @@ def specs_from_config(sources: config.SourcesConfig) -> list[tail.FileSpec]:
     return specs
 
 
+class _FilteringEncoder(kernels.ReferenceFileEncoder):
+    """The reference encoder with the per-event filter chain run on its records before
+    they are encoded (drop/keep regex, redaction; no kernel covers them yet)."""
+
+    __slots__ = ("_chain", "_tag", "dropped")
+
+    def __init__(
+        self,
+        fmt: str,
+        parsers: config.ParsersConfig,
+        multiline: config.MultilineConfig | None,
+        ctx: kernels.EntryContext,
+        offset: int,
+        *,
+        chain: Callable[[core.Event], core.Event | None],
+        tag: str,
+    ) -> None:
+        super().__init__(fmt, parsers, multiline, ctx, offset)
+        self._chain = chain
+        self._tag = tag
+        self.dropped = 0
+        """Records the chain dropped in the last call."""
+
+    def _encode(self, records: list[parse.Record], lines: int, truncated: int) -> kernels.Encoded:
+        chain, tag, event = self._chain, self._tag, core.Event
+        kept: list[parse.Record] = []
+        for r in records:
+            # The fields the filters look at; they may change "log" and "kloghub.raw".
+            raw = r.raw if r.flags & _INVALID_UTF8 else None
+            rec: dict[str, Any] = {"log": r.message, "stream": r.stream}
+            if raw is not None:
+                rec["kloghub"] = {"raw": raw}
+            out = chain(event(tag, r.time_ns, rec))
+            if out is None:
+                continue
+            r.message = out.record["log"]
+            if raw is not None:
+                r.raw = out.record["kloghub"]["raw"]
+            kept.append(r)
+        self.dropped = len(records) - len(kept)
+        return super()._encode(kept, lines, truncated)
+
+
+_Encoder = kernels.FileEncoder | _FilteringEncoder
+"""The compiled kernel when it covers the file (``kernels.FileEncoder`` chooses), or the
+reference with the filter chain."""
+
+
 class _FileMeta:
-    """Computed once per file: the tag, the shared kubernetes map, the kloghub base, and
-    (with a decider or filters) the file's decisions."""
+    """Computed once per file: the tag, the kubernetes map, the encoder and its context,
+    and (with a decider or filters) the file's decisions."""
 
     __slots__ = (
-        "clean_end",
+        "built_for",
+        "ctx",
+        "encoder",
         "excluded",
+        "first",
         "gen",
         "kubernetes",
         "multiline",
         "owner",
-        "parser",
         "parser_hint",
         "path_meta",
         "signature",
         "tag",
-        "tracker",
     )
 
     def __init__(self, tf: tail.TailedFile) -> None:
@@ -131,17 +191,16 @@ class _FileMeta:
         """Why the file's records are not shipped, or ``None``."""
         self.parser_hint: str | None = None
         self.multiline: config.MultilineConfig | None = None
-        """The parser the file needs when not the configured default."""
-        self.parser: parse.Parser | None = None
-        """The parser installed for ``multiline`` (``None``: the tailer's own)."""
+        """The multiline rules the file needs when not the configured default."""
         self.gen = -1
         self.signature: object = None
-        self.tracker: core.OffsetTracker | None = None
-        """The file's tracker at the last emit: another one means nothing was emitted
-        under the current one yet (first chunk, or after a truncation)."""
-        self.clean_end: int | None = None
-        """Where the last emitted chunk ended, when its parser held nothing back: every
-        record emitted so far ends there or before."""
+        self.ctx: kernels.EntryContext | None = None
+        """The encoder's context; ``None`` when the decisions changed since it was built."""
+        self.encoder: _Encoder | None = None
+        self.built_for: config.MultilineConfig | None = None
+        """The ``multiline`` the encoder was built for."""
+        self.first = 0
+        """Where the next chunk's range starts (the end of the previous one)."""
         if kind == "containers":
             meta = _paths.from_path(tf.discovered_as)
             if meta.pod is None:
@@ -163,7 +222,7 @@ class _FileMeta:
 
 
 class LogSource(core.Service):
-    """Tails the configured files and sends their records as events to ``sink``."""
+    """Tails the configured files and sends what they hold as chunks to ``sink``."""
 
     name = "source"
 
@@ -189,9 +248,8 @@ class LogSource(core.Service):
         self.tailer = tail.Tailer(
             specs_from_config(sources),
             sources,
-            parsers,
             state_dir,
-            self._emit,
+            self,
             supervisor=supervisor,
         )
 
@@ -210,9 +268,20 @@ class LogSource(core.Service):
 
     # ------------------------------------------------------------------ per file
 
-    def _new_meta(self, tf: tail.TailedFile) -> _FileMeta:
-        meta = _FileMeta(tf)
-        if meta.path_meta is not None and (self._decider is not None or self._filters is not None):
+    def _meta(self, tf: tail.TailedFile) -> _FileMeta:
+        meta = tf.meta
+        if not isinstance(meta, _FileMeta):
+            meta = _FileMeta(tf)
+            tf.meta = meta
+            if meta.path_meta is not None and (
+                self._decider is not None or self._filters is not None
+            ):
+                self._refresh(meta, tf)
+        elif (
+            self._decider is not None
+            and meta.path_meta is not None
+            and meta.gen != self._decider.generation
+        ):
             self._refresh(meta, tf)
         return meta
 
@@ -235,6 +304,7 @@ class LogSource(core.Service):
             meta.multiline = self._multiline_for(view)
             namespace, labels, container = view.namespace, view.labels, view.container
             meta.excluded = view.exclude
+            meta.ctx = None  # built again before the next entries
         else:
             meta.gen = 0
         if meta.excluded is None and self._filters is not None:
@@ -248,159 +318,99 @@ class LogSource(core.Service):
             return None
         return view.multiline.model_copy(update={"flush_timeout": default.flush_timeout})
 
-    def _switch_parser(
-        self,
-        tf: tail.TailedFile,
-        meta: _FileMeta,
-        records: list[parse.Record],
-        fin: core.Finalizer,
-    ) -> list[parse.Record] | None:
-        """Install the parser the file's decisions ask for (module docstring).
+    def _context(self, tf: tail.TailedFile, meta: _FileMeta) -> kernels.EntryContext:
+        ctx = meta.ctx
+        if ctx is None:
+            ctx = meta.ctx = kernels.EntryContext(
+                tf.path, tf.file_id, meta.kubernetes, meta.owner, meta.parser_hint
+            )
+            if meta.encoder is not None:
+                meta.encoder.set_context(ctx)
+        return ctx
 
-        Returns the records to emit, or ``None`` when the chunk will be read again: that is
-        exact when everything emitted before is acknowledged and ends where this chunk
-        starts (nothing read twice, nothing skipped).
-        """
-        fmt = tf.parser.format if tf.parser.format != "auto" else tf.spec.fmt
-        wanted = meta.multiline
-        new = parse.Parser(fmt, self._parsers, wanted)  # type: ignore[arg-type]
-        tracker = tf.tracker
-        rewind_to = None
-        if not tf.detached and not tf.compressed and tracker.in_flight == 1:
-            if meta.tracker is not tracker:  # nothing emitted under this tracker yet
-                rewind_to = tracker.committed
-            elif meta.clean_end is not None and tracker.committed == meta.clean_end:
-                rewind_to = meta.clean_end
-        meta.parser = new if wanted is not None else None
-        if rewind_to is not None:
-            tf.handle.seek(rewind_to)
-            tf.pos = rewind_to
-            tf.leftover = b""
-            tf.skipping = False
-            tf.tracker = core.OffsetTracker(rewind_to)  # acks of the old one are ignored
-            tf.parser = new
-            fin.settle(core.Delivery.DROPPED, len(records))
-            return None
-        held = tf.parser.flush(time.time_ns(), force=True)
-        tf.parser = new
-        if held:
-            fin.add(len(held))
-            records = records + held
-        return records
+    def _new_encoder(self, tf: tail.TailedFile, meta: _FileMeta, offset: int) -> _Encoder:
+        old = meta.encoder
+        fmt = tf.spec.fmt if old is None or old.format == "auto" else old.format
+        multiline = meta.multiline if meta.multiline is not None else self._parsers.multiline
+        meta.encoder = None  # the context is set on the new one below
+        ctx = self._context(tf, meta)
+        encoder: _Encoder
+        if self._chain is not None:
+            encoder = _FilteringEncoder(
+                fmt, self._parsers, multiline, ctx, offset, chain=self._chain, tag=meta.tag
+            )
+        else:
+            encoder = kernels.FileEncoder(fmt, self._parsers, multiline, ctx, offset)
+        meta.encoder = encoder
+        meta.built_for = meta.multiline
+        meta.first = offset
+        return encoder
 
     # ------------------------------------------------------------------ hot path
 
-    async def _emit(
-        self, tf: tail.TailedFile, records: list[parse.Record], fin: core.Finalizer
-    ) -> None:
-        meta = tf.meta
-        if not isinstance(meta, _FileMeta):
-            meta = tf.meta = self._new_meta(tf)
-        elif (
-            self._decider is not None
-            and meta.path_meta is not None
-            and meta.gen != self._decider.generation
-        ):
-            self._refresh(meta, tf)
-        if meta.excluded is not None:
-            fin.settle(core.Delivery.DROPPED, len(records))
-            metrics.DROPPED.labels("excluded_" + meta.excluded).inc(len(records))
-            return
-        if self._decider is not None:  # only a pod's annotations ask for another parser
-            read_end = tf.pos - len(tf.leftover)
-            clean = tf.parser.safe_offset(read_end) == read_end  # what the tailer reserved
-            if (meta.multiline is not None and tf.parser is not meta.parser) or (
-                meta.multiline is None and meta.parser is not None and tf.parser is meta.parser
-            ):
-                switched = self._switch_parser(tf, meta, records, fin)
-                if switched is None:
-                    meta.tracker = None
-                    meta.clean_end = None
-                    return
-                records = switched
-                clean = False
-            meta.tracker = tf.tracker
-            meta.clean_end = read_end if clean else None
-        events = self._events(tf, meta, records, fin)
-        chain = self._chain
-        if chain is not None:
-            kept = [e for e in map(chain, events) if e is not None]
-            dropped = len(events) - len(kept)
-            if dropped:
-                fin.settle(core.Delivery.DROPPED, dropped)
-                metrics.DROPPED.labels("filtered").inc(dropped)
-                if not kept:
-                    return
-            events = kept
-        await self._sink(core.Batch(events))
+    async def read(self, tf: tail.TailedFile, data: bytes, offset: int) -> None:
+        """Bytes the tailer read from ``tf`` at ``offset`` → a chunk (``tail.Reader``)."""
+        meta = self._meta(tf)
+        encoder = meta.encoder
+        now = time.time_ns()
+        if encoder is None or encoder.read_offset != offset:
+            encoder = self._new_encoder(tf, meta, offset)  # first read, truncation
+        elif meta.multiline != meta.built_for:
+            # Other multiline rules: flush the old encoder, read again where it is safe.
+            await self._hand_on(tf, meta, encoder, encoder.flush(now, force=True))
+            start = encoder.safe_offset()
+            encoder = self._new_encoder(tf, meta, start)
+            if start != offset:
+                tf.seek(start)
+                return
+        elif meta.ctx is None:
+            self._context(tf, meta)
+        encoded = encoder.feed(data, now)
+        if encoded.lines:
+            metrics.LINES_READ.labels(tf.spec.kind).inc(encoded.lines)
+            if encoded.truncated:
+                metrics.TRUNCATED_LINES.inc(encoded.truncated)
+        await self._hand_on(tf, meta, encoder, encoded)
 
-    @staticmethod
-    def _events(
-        tf: tail.TailedFile, meta: _FileMeta, records: list[parse.Record], fin: core.Finalizer
-    ) -> list[core.Event]:
-        tag, k8s, path, file_id = meta.tag, meta.kubernetes, tf.path, tf.file_id
-        owner = meta.owner
-        event = core.Event
-        # One dict literal per record: the cheapest way CPython builds them (bench/).
-        if k8s is None:
-            events = [
-                event(
-                    tag,
-                    r.time_ns,
-                    {
-                        "log": r.message,
-                        "stream": r.stream,
-                        "kloghub": {"file": path, "file_id": file_id, "offset": r.end_offset},
-                    },
-                    fin,
-                    len(r.message) + _EVENT_OVERHEAD,
-                )
-                for r in records
-            ]
-        elif owner is None:
-            events = [
-                event(
-                    tag,
-                    r.time_ns,
-                    {
-                        "log": r.message,
-                        "stream": r.stream,
-                        "kubernetes": k8s,
-                        "kloghub": {"file": path, "file_id": file_id, "offset": r.end_offset},
-                    },
-                    fin,
-                    len(r.message) + _EVENT_OVERHEAD,
-                )
-                for r in records
-            ]
-        else:
-            events = [
-                event(
-                    tag,
-                    r.time_ns,
-                    {
-                        "log": r.message,
-                        "stream": r.stream,
-                        "kubernetes": k8s,
-                        "kloghub": {
-                            "file": path,
-                            "file_id": file_id,
-                            "offset": r.end_offset,
-                            "owner": owner,
-                        },
-                    },
-                    fin,
-                    len(r.message) + _EVENT_OVERHEAD,
-                )
-                for r in records
-            ]
-        for ev, r in zip(events, records, strict=True):
-            if r.flags:
-                kh = ev.record["kloghub"]
-                kh["flags"] = parse.flag_names(r.flags)
-                if r.raw is not None and r.flags & parse.INVALID_UTF8:
-                    kh["raw"] = r.raw  # the bytes as written, where the message replaced some
-        if meta.parser_hint is not None:
-            for ev in events:
-                ev.record["kloghub"]["parser"] = meta.parser_hint
-        return events
+    async def flush(self, tf: tail.TailedFile, *, force: bool) -> None:
+        """What ``tf``'s encoder holds past its timeouts (all with ``force``)."""
+        meta = tf.meta
+        if not isinstance(meta, _FileMeta) or meta.encoder is None:
+            return
+        if meta.ctx is None:
+            self._context(tf, meta)
+        await self._hand_on(tf, meta, meta.encoder, meta.encoder.flush(time.time_ns(), force))
+
+    async def _hand_on(
+        self,
+        tf: tail.TailedFile,
+        meta: _FileMeta,
+        encoder: _Encoder,
+        encoded: kernels.Encoded,
+    ) -> None:
+        dropped = 0
+        if isinstance(encoder, _FilteringEncoder) and encoder.dropped:
+            dropped, encoder.dropped = encoder.dropped, 0
+            metrics.DROPPED.labels("filtered").inc(dropped)
+        if not encoded.count and not dropped:
+            return
+        end = encoder.safe_offset()
+        chunk = core.Chunk(
+            meta.tag,
+            encoded.entries,
+            encoded.count,
+            path=tf.path,
+            file_id=tf.file_id,
+            first=meta.first,
+            end=end,
+            finalizer=self.tailer.finalizer(tf, end),
+        )
+        meta.first = end
+        if meta.excluded is not None:
+            chunk.settle(core.Delivery.DROPPED)
+            metrics.DROPPED.labels("excluded_" + meta.excluded).inc(encoded.count)
+            return
+        if not encoded.count:
+            chunk.settle(core.Delivery.DROPPED)  # all filtered: the checkpoint moves on
+            return
+        await self._sink(chunk)

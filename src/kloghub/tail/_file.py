@@ -1,24 +1,23 @@
-"""The life of one tailed file: read in large chunks, cut lines, hand them to its parser.
+"""The life of one tailed file: read it in large pieces, as bytes and their offset.
 
 Offsets are byte positions in the file's (uncompressed) content. ``pos`` is how far the
 file was read; ``tracker.committed`` is how far it was acknowledged downstream; the
-checkpoint store only ever sees the latter.
+checkpoint store only ever sees the latter. Cutting lines and parsing them is the
+source's business (``kloghub.kernels.FileEncoder``): the tailer hands on bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from itertools import accumulate
 from typing import IO, TYPE_CHECKING
 
 from kloghub import core
 
 if TYPE_CHECKING:
-    from kloghub import parse
     from kloghub.tail._spec import FileSpec
 
-__all__ = ["Chunk", "TailedFile", "fingerprint_matches"]
+__all__ = ["TailedFile", "fingerprint_matches"]
 
 
 def fingerprint_matches(known: bytes, seen: bytes) -> bool:
@@ -27,19 +26,8 @@ def fingerprint_matches(known: bytes, seen: bytes) -> bool:
     return known[:n] == seen[:n]
 
 
-class Chunk:
-    """Lines cut from one read, ready for the parser."""
-
-    __slots__ = ("end_offsets", "lines", "truncated")
-
-    def __init__(self, lines: list[bytes], end_offsets: list[int], truncated: set[int]) -> None:
-        self.lines = lines
-        self.end_offsets = end_offsets
-        self.truncated = truncated
-
-
 class TailedFile:
-    """An open file being tailed, with its identity, position and parser."""
+    """An open file being tailed, with its identity and position."""
 
     def __init__(
         self,
@@ -52,8 +40,6 @@ class TailedFile:
         file_id: str,
         fingerprint: bytes,
         offset: int,
-        parser: parse.Parser,
-        max_line_bytes: int,
         compressed: bool = False,
     ) -> None:
         self.spec = spec
@@ -65,14 +51,9 @@ class TailedFile:
         self.file_id = file_id
         self.fingerprint = fingerprint
         self.pos = offset
-        self.parser = parser
-        self.max_line_bytes = max_line_bytes
         self.compressed = compressed
         """Reading the gzip of a rotated file, continuing at an uncompressed offset."""
         self.tracker = core.OffsetTracker(offset)
-        self.leftover = b""
-        self.skipping = False
-        """Inside an over-long line: discard bytes up to its newline."""
         self.detached = compressed
         """Renamed or deleted: read it to the end, then close it."""
         self.detached_at: float | None = None
@@ -88,53 +69,19 @@ class TailedFile:
     def committed(self) -> int:
         return self.tracker.committed
 
-    def read_chunk(self, max_bytes: int) -> Chunk | None:
-        """Read up to ``max_bytes`` and cut them into complete lines (None at EOF)."""
+    def read(self, max_bytes: int) -> bytes:
+        """The next bytes (up to ``max_bytes``; empty at EOF); they start at ``pos`` before
+        the call."""
         data = self.handle.read(max_bytes)
         self.last_read = len(data)
-        if not data:
-            return None
-        start = self.pos - len(self.leftover)
         self.pos += len(data)
-        if self.skipping:
-            cut = data.find(b"\n")
-            if cut < 0:
-                return Chunk([], [], set())
-            start += len(self.leftover) + cut + 1
-            data = data[cut + 1 :]
-            self.leftover = b""
-            self.skipping = False
-        buf = self.leftover + data if self.leftover else data
-        last = buf.rfind(b"\n")
-        if last < 0:
-            self.leftover = buf
-            return self._maybe_cut_long_line(start)
-        self.leftover = buf[last + 1 :]
-        lines = buf[:last].split(b"\n")
-        ends = [start + n + i for i, n in enumerate(accumulate(len(x) for x in lines), 1)]
-        truncated: set[int] = set()
-        limit = self.max_line_bytes
-        if max(map(len, lines)) > limit:
-            for i, line in enumerate(lines):
-                if len(line) > limit:
-                    lines[i] = line[:limit]
-                    truncated.add(i)
-        if len(self.leftover) > limit:
-            extra = self._maybe_cut_long_line(ends[-1] if ends else start)
-            if extra is not None and extra.lines:
-                lines.extend(extra.lines)
-                ends.extend(extra.end_offsets)
-                truncated.add(len(lines) - 1)
-        return Chunk(lines, ends, truncated)
+        return data
 
-    def _maybe_cut_long_line(self, start: int) -> Chunk | None:
-        """A line longer than the limit with no newline yet: emit its head, skip the rest."""
-        if len(self.leftover) <= self.max_line_bytes:
-            return Chunk([], [], set())
-        head = self.leftover[: self.max_line_bytes]
-        self.leftover = b""
-        self.skipping = True
-        return Chunk([head], [self.pos], {0})
+    def seek(self, offset: int) -> None:
+        """Read again from ``offset`` (at or after the committed offset; the tracker stays:
+        what is in flight still commits in order)."""
+        self.handle.seek(offset)
+        self.pos = offset
 
     def size(self) -> int:
         """Current size of the open file (not meaningful for gzip continuations)."""
@@ -149,8 +96,6 @@ class TailedFile:
         """The file was truncated (copytruncate): read it again from the start."""
         self.handle.seek(0)
         self.pos = 0
-        self.leftover = b""
-        self.skipping = False
         self.tracker = core.OffsetTracker(0)
 
     def close(self) -> None:

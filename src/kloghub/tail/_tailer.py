@@ -1,9 +1,10 @@
 """The tailer: discovery, reading, rotation, truncation, deletion and checkpoints.
 
-The tailer knows files, not Kubernetes: a source gives it :class:`FileSpec` globs and an
-``emit`` coroutine that turns parsed records into events. Every chunk of records carries
-one :class:`kloghub.core.Finalizer`; when it fires, the file's :class:`OffsetTracker`
-moves and the new committed offset is written to the checkpoint store. See DESIGN.md
+The tailer knows files, not Kubernetes, nor lines: a source gives it :class:`FileSpec`
+globs and a :class:`Reader` that takes the bytes read from each file with their offset
+(and cuts, parses and encodes them). For what it hands on, the source asks
+:meth:`Tailer.finalizer`; when that fires, the file's :class:`OffsetTracker` moves and the
+new committed offset is written to the checkpoint store. See DESIGN.md
 next to this file for the cases and the known limits.
 """
 
@@ -17,22 +18,32 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Protocol
 
-from kloghub import config, core, parse
+from kloghub import config, core
 from kloghub.runtime import metrics
 from kloghub.tail._checkpoints import Checkpoint, CheckpointStore
 from kloghub.tail._file import TailedFile, fingerprint_matches
 from kloghub.tail._inotify import Watcher
 from kloghub.tail._spec import FileSpec
 
-__all__ = ["Emit", "Tailer"]
+__all__ = ["Reader", "Tailer"]
 
 _log = logging.getLogger("kloghub.tail")
 
-Emit = Callable[[TailedFile, list[parse.Record], core.Finalizer], Awaitable[None]]
-"""Turns a chunk's records into events (all sharing the finalizer) and sends them on."""
+
+class Reader(Protocol):
+    """What the tailer hands bytes to (the source); both wait under back-pressure."""
+
+    async def read(self, tf: TailedFile, data: bytes, offset: int) -> None:
+        """``data`` was read from ``tf`` at ``offset`` (after a truncation or a
+        :meth:`TailedFile.seek`, not where the previous read ended)."""
+
+    async def flush(self, tf: TailedFile, *, force: bool) -> None:
+        """Hand on what is held for ``tf`` past its timeouts (everything with ``force``:
+        end of a rotated file, drain)."""
+
 
 CHUNK_BYTES = 1024 * 1024
 _RESCAN_MIN_S = 0.25
@@ -48,18 +59,16 @@ class Tailer(core.Service):
         self,
         specs: list[FileSpec],
         sources: config.SourcesConfig,
-        parsers: config.ParsersConfig,
         state_dir: Path,
-        emit: Emit,
+        reader: Reader,
         *,
         supervisor: core.Supervisor | None = None,
     ) -> None:
         super().__init__(supervisor)
         self.specs = specs
         self.sources = sources
-        self.parsers = parsers
         self.state_dir = state_dir
-        self._emit = emit
+        self._reader = reader
         self.files: dict[tuple[int, int], TailedFile] = {}
         self._store: CheckpointStore | None = None
         self._watcher = Watcher()
@@ -79,17 +88,17 @@ class Tailer(core.Service):
         self._store = CheckpointStore(self.state_dir / "checkpoints.db")
         self._watcher.open()
         self._resume_rotated()
-        self._reader = self.spawn("read-loop", self._loop())
+        self._read_task = self.spawn("read-loop", self._loop())
         self.spawn("gauges", self._gauge_loop())
 
     async def _on_drain(self) -> None:
         # Stop reading; flush what parsers hold, then wait for outstanding acknowledgements.
         self._stopping = True
         self._watcher.poke()
-        if self._reader is not None:
-            await asyncio.wait({self._reader})
+        if self._read_task is not None:
+            await asyncio.wait({self._read_task})
         for tf in list(self.files.values()):
-            await self._flush_parser(tf, force=True)
+            await self._reader.flush(tf, force=True)
         # Acknowledgements arrive through finalizer callbacks of other components.
         while any(tf.tracker.in_flight for tf in self.files.values()):  # noqa: ASYNC110
             await asyncio.sleep(0.02)
@@ -105,7 +114,7 @@ class Tailer(core.Service):
             self._store = None
 
     _stopping = False
-    _reader: asyncio.Task[None] | None = None
+    _read_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ main loop
 
@@ -128,42 +137,32 @@ class Tailer(core.Service):
                 self._scan()
 
     async def _read_once(self, tf: TailedFile) -> bool:
-        """One chunk from ``tf``; at EOF, check for rotation, truncation and deletion."""
+        """One read from ``tf``; at EOF, check for rotation, truncation and deletion."""
+        offset = tf.pos
         try:
-            chunk = tf.read_chunk(CHUNK_BYTES)
+            data = tf.read(CHUNK_BYTES)
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             _log.warning("read failed; closing file", extra={"path": tf.path, "error": str(exc)})
             await self._finish(tf)
             return False
-        if chunk is None:
+        if not data:
             await self._at_eof(tf)
             return False
-        metrics.BYTES_READ.labels(tf.spec.kind).inc(tf.last_read)
-        if chunk.lines:
-            metrics.LINES_READ.labels(tf.spec.kind).inc(len(chunk.lines))
-            if chunk.truncated:
-                metrics.TRUNCATED_LINES.inc(len(chunk.truncated))
-            records = tf.parser.feed(
-                chunk.lines, chunk.end_offsets, time.time_ns(), chunk.truncated or None
-            )
-            await self._send(tf, records)
-        return True
-
-    async def _send(self, tf: TailedFile, records: list[parse.Record]) -> None:
-        if not records:
-            return
-        safe = tf.parser.safe_offset(tf.pos - len(tf.leftover))
-        token = tf.tracker.reserve(safe)
-        tracker = tf.tracker
-        fin = core.Finalizer(
-            lambda _status: self._acknowledged(tf, tracker, token), count=len(records)
-        )
+        metrics.BYTES_READ.labels(tf.spec.kind).inc(len(data))
         started = time.monotonic()
-        await self._emit(tf, records, fin)
+        await self._reader.read(tf, data, offset)
         waited = time.monotonic() - started
         if waited > 0.01:
             self.paused_seconds += waited
             metrics.TAIL_PAUSED_SECONDS.inc(waited)
+        return True
+
+    def finalizer(self, tf: TailedFile, end_offset: int, count: int = 1) -> core.Finalizer:
+        """What the source hands on with data of ``tf`` up to ``end_offset`` (reserved in
+        stream order): when all ``count`` of it are settled, the checkpoint may move there."""
+        tracker = tf.tracker
+        token = tracker.reserve(end_offset)
+        return core.Finalizer(lambda _status: self._acknowledged(tf, tracker, token), count)
 
     def _acknowledged(self, tf: TailedFile, tracker: core.OffsetTracker, token: list[int]) -> None:
         if tracker is not tf.tracker:
@@ -173,13 +172,9 @@ class Tailer(core.Service):
             if tf.closed and tf.final_offset is not None and tracker.in_flight == 0:
                 self._store.mark_done(tf.dev, tf.ino)
 
-    async def _flush_parser(self, tf: TailedFile, force: bool) -> None:
-        records = tf.parser.flush(time.time_ns(), force=force)
-        await self._send(tf, records)
-
     async def _flush_timeouts(self) -> None:
         for tf in list(self.files.values()):
-            await self._flush_parser(tf, force=False)
+            await self._reader.flush(tf, force=False)
 
     # ------------------------------------------------------------------ end of data
 
@@ -217,13 +212,12 @@ class Tailer(core.Service):
         self.stats["truncations"] += 1
         metrics.TRUNCATIONS.inc()
         tf.rewind()
-        tf.parser = parse.Parser(tf.spec.fmt, self.parsers, self.parsers.multiline)
         if self._store is not None:
             self._store.commit_offset(tf.dev, tf.ino, 0, tf.fingerprint)
 
     async def _finish(self, tf: TailedFile) -> None:
-        """Read to the end after rotation/deletion: flush the parser and close."""
-        await self._flush_parser(tf, force=True)
+        """Read to the end after rotation/deletion: flush what the source holds and close."""
+        await self._reader.flush(tf, force=True)
         tf.close()
         self.files.pop((tf.dev, tf.ino), None)
         if self._store is not None and tf.tracker.in_flight == 0:
@@ -304,8 +298,6 @@ class Tailer(core.Service):
             file_id=cp.file_id,
             fingerprint=cp.fingerprint,
             offset=cp.offset,
-            parser=parse.Parser(spec.fmt, self.parsers, self.parsers.multiline),
-            max_line_bytes=int(self.parsers.max_line_bytes),
             compressed=compressed,
         )
         self.files[(cp.dev, cp.ino)] = tf
