@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from types import SimpleNamespace
 from typing import Any
 
 import msgpack
@@ -11,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kloghub import kernels, parse
-from kloghub.sources._logs import LogSource
+from tests.kernels import _wave1
 
 _PATH = "/var/log/pods/shop_orders-5f6d_0d1e/orders/0.log"
 _K8S = {
@@ -30,11 +29,8 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 
 def _today(records, k8s, owner, hint, path=_PATH, file_id="f-1"):
-    """The events sources/_logs.py builds for these records, as (time_ns, record)."""
-    tf = SimpleNamespace(path=path, file_id=file_id)
-    meta = SimpleNamespace(tag="t", kubernetes=k8s, owner=owner, parser_hint=hint)
-    events = LogSource._events(tf, meta, records, None)  # type: ignore[arg-type]
-    return [(e.time_ns, e.record) for e in events]
+    """The events wave 1's sources/_logs.py built for these records, as (time_ns, record)."""
+    return _wave1.events(path, file_id, records, k8s, owner, hint)
 
 
 _texts = st.text(max_size=40)

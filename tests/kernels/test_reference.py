@@ -1,15 +1,14 @@
-"""The reference file encoder is today's tailer line cutting + parser + event record, moved."""
+"""The reference file encoder is wave 1's tailer line cutting + parser + event record, moved."""
 
 from __future__ import annotations
 
 import io
-from types import SimpleNamespace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kloghub import config, kernels, parse, tail
-from kloghub.sources._logs import LogSource
+from kloghub import config, kernels, parse
+from tests.kernels import _wave1
 
 _NOW = 1_800_000_000_000_000_000
 _K8S = {"pod_name": "p", "namespace_name": "ns"}
@@ -33,38 +32,26 @@ _line = st.one_of(
 
 
 def _today(data: bytes, splits: list[int], fmt: str, cfg: config.ParsersConfig, flushes):
-    """What TailedFile.read_chunk + Parser + LogSource._events give for the same reads."""
-    handle = io.BytesIO(data)
+    """What wave 1's TailedFile.read_chunk + Parser + LogSource._events gave for the reads."""
+    cutter = _wave1.LineCutter(io.BytesIO(data), int(cfg.max_line_bytes))
     parser = parse.Parser(fmt, cfg)  # type: ignore[arg-type]
-    tf = tail.TailedFile(
-        None,  # type: ignore[arg-type]
-        "/logs/a.log",
-        handle,
-        dev=1,
-        ino=2,
-        file_id="f",
-        fingerprint=b"",
-        offset=0,
-        parser=parser,
-        max_line_bytes=int(cfg.max_line_bytes),
-    )
-    meta = SimpleNamespace(tag="t", kubernetes=_K8S, owner=None, parser_hint=None)
     out = []
     for size, flush in zip(splits, flushes, strict=True):
-        chunk = tf.read_chunk(size)
-        if chunk is not None and chunk.lines:
-            records = parser.feed(chunk.lines, chunk.end_offsets, _NOW, chunk.truncated or None)
-            out.append(("feed", _events(tf, meta, records), len(chunk.lines)))
+        chunk = cutter.read_chunk(size)
+        if chunk is not None and chunk[0]:
+            lines, ends, truncated = chunk
+            records = parser.feed(lines, ends, _NOW, truncated or None)
+            out.append(("feed", _events(records), len(lines)))
         else:
             out.append(("feed", [], 0))
         if flush is not None:
-            out.append(("flush", _events(tf, meta, parser.flush(_NOW, flush)), 0))
-        out.append(("safe", parser.safe_offset(tf.pos - len(tf.leftover))))
+            out.append(("flush", _events(parser.flush(_NOW, flush)), 0))
+        out.append(("safe", parser.safe_offset(cutter.pos - len(cutter.leftover))))
     return out
 
 
-def _events(tf, meta, records):
-    return [(e.time_ns, e.record) for e in LogSource._events(tf, meta, records, None)]
+def _events(records):
+    return _wave1.events("/logs/a.log", "f", records, _K8S, None, None)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
