@@ -57,7 +57,9 @@ def read_numbers(out: Path) -> dict[int, int]:
     seen: dict[int, int] = {}
     if not out.exists():
         return seen
-    for line in out.read_bytes().splitlines():
+    data = out.read_bytes()
+    # The sink may be writing its last line right now: only complete lines count.
+    for line in data[: data.rfind(b"\n") + 1].splitlines():
         doc = orjson.loads(line)
         m = NUM.search(doc["message"])
         if m:
