@@ -233,10 +233,18 @@ class SourcesConfig(Model):
     containers: ContainerSource = Field(default_factory=ContainerSource)
     node: NodeSource = Field(default_factory=NodeSource)
     audit: AuditSource = Field(default_factory=AuditSource)
-    rescan_interval: Duration = 10.0
-    """Full rescan of the globs, in addition to inotify (or stat polling where it is missing)."""
+    rescan_interval: Duration = 60.0
+    """Full rescan of the globs, in addition to inotify, which rescans at once when an entry
+    is created, moved or deleted (Fluent Bit's ``Refresh_Interval``). Where inotify is
+    missing or its watch limit is reached, new files are found only by this rescan."""
     poll_interval: Duration = 0.25
-    """How often an idle file is checked for growth when inotify is not available."""
+    """How often an idle file is checked for growth when inotify is not available (or does
+    not cover every directory), and while a partial line or multiline group waits for its
+    flush timeout."""
+    progress_check_interval: Duration = 2.0
+    """With inotify covering every directory: how often every open file is still checked
+    for growth, rotation and truncation, whatever inotify said (the safety net for missed
+    events; Fluent Bit's ``Progress_Check_Interval``). Changed directories are read at once."""
     fingerprint_bytes: int = Field(default=1024, ge=16, le=65536)
     """Bytes at the head of a file that identify it together with (device, inode)."""
     close_deleted_after: Duration = 60.0
