@@ -378,7 +378,9 @@ class ControlPlane:
 
     # ------------------------------------------------------------------ clients
 
-    def _write_kubeconfig(self, path: Path, user: dict[str, str]) -> Path:
+    def _write_kubeconfig(
+        self, path: Path, user: dict[str, str], server: str | None = None
+    ) -> Path:
         doc = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -386,7 +388,7 @@ class ControlPlane:
                 {
                     "name": "kloghub-test",
                     "cluster": {
-                        "server": self.url,
+                        "server": server or self.url,
                         "certificate-authority": str(self.certs.ca_crt),
                     },
                 }
@@ -399,9 +401,11 @@ class ControlPlane:
         path.chmod(0o600)
         return path
 
-    def token_kubeconfig(self, path: Path, token: str) -> Path:
-        """A kubeconfig that authenticates with a bearer token (a ServiceAccount's)."""
-        return self._write_kubeconfig(path, {"token": token})
+    def token_kubeconfig(self, path: Path, token: str, server: str | None = None) -> Path:
+        """A kubeconfig that authenticates with a bearer token (a ServiceAccount's), to the
+        apiserver or to ``server`` (a proxy in front of it: the serving certificate is
+        for 127.0.0.1)."""
+        return self._write_kubeconfig(path, {"token": token}, server)
 
     def admin(self) -> Any:
         """A ``kubernetes.client.ApiClient`` authenticated as a cluster admin."""
@@ -420,7 +424,12 @@ class ControlPlane:
 
         return client.CoreV1Api(self.admin())
 
-    def ensure_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
+    def ensure_namespace(
+        self,
+        name: str,
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> None:
         """The namespace, with the ``default`` ServiceAccount that pods need (there is no
         controller-manager to create it)."""
         from kubernetes import client
@@ -428,7 +437,9 @@ class ControlPlane:
         core = self.core()
         with contextlib.suppress(client.ApiException):
             core.create_namespace(
-                client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
+                client.V1Namespace(
+                    metadata=client.V1ObjectMeta(name=name, labels=labels, annotations=annotations)
+                )
             )
         with contextlib.suppress(client.ApiException):
             core.create_namespaced_service_account(
