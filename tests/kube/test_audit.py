@@ -20,9 +20,10 @@ from tests.normalize import _fixtures as fx
 
 pytestmark = pytest.mark.integration
 
-VOLATILE = ("event.ingested", "kloghub.", "log.offset", "log.file.", "_id")
+VOLATILE = ("event.ingested", "kloghub.", "log.offset", "log.file.", "_id", "host.")
 """Where a document from the pipeline and one made here from the same line may differ:
-the time it was made, and where the agent read the line."""
+the time it was made, where the agent read the line, and who the collector proved sent
+it (``host``, ``kloghub.sender``)."""
 
 
 def _type(value: Any) -> str:
@@ -120,6 +121,12 @@ def test_the_agent_at_level_run_ships_the_real_audit_log_as_elastics_ecs_documen
                 "metrics_addr": "127.0.0.1:0",
                 "sinks": [{"url": f"file:{out}"}],
                 "detections": {"enabled": False},
+                # The agent authenticates as a control-plane node: only those may send
+                # audit events.
+                "listener": {
+                    "shared_key": "audit-test",
+                    "users": [{"username": "cp-1", "password": "pw", "roles": ["control-plane"]}],
+                },
             },
         },
         workdir=tmp_path,
@@ -138,7 +145,16 @@ def test_the_agent_at_level_run_ships_the_real_audit_log_as_elastics_ecs_documen
                     "audit": {"path": str(kube.audit_log)},
                     "poll_interval": "50ms",
                 },
-                "outputs": [{"url": f"forward://127.0.0.1:{port}", "flush_interval": "100ms"}],
+                "node_name": "cp-1",
+                "outputs": [
+                    {
+                        "url": f"forward://127.0.0.1:{port}",
+                        "flush_interval": "100ms",
+                        "shared_key": "audit-test",
+                        "username": "cp-1",
+                        "password": "pw",
+                    }
+                ],
             },
         },
         workdir=tmp_path,
