@@ -63,15 +63,11 @@ def _listener_warnings(listen: str, listener: ListenerConfig, level: str) -> lis
             "records (and what the handshake proves) cross the network in clear and can "
             "be read or changed on the way; enable listener.tls"
         )
-    audit_roles = set(listener.audit_roles)
-    out.extend(
-        f"{where}: user {user.username!r} is shared and has an audit role "
-        f"({', '.join(sorted(audit_roles & set(user.roles)))}): every agent holding it "
-        "can send Kubernetes audit events; give audit roles only to the control-plane "
-        "nodes' own users or certificates"
-        for user in listener.users
-        if user.shared and not audit_roles.isdisjoint(user.roles)
-    )
+    if "node" in listener.audit_roles:
+        out.append(
+            f"{where}: audit_roles includes node: every node identity can send Kubernetes "
+            "audit events (and forge them); keep audit roles to the control-plane nodes"
+        )
     frame = int(listener.max_frame_bytes)
     if frame > _FRAME_SANE:
         out.append(
@@ -102,8 +98,8 @@ def _listener_warnings(listen: str, listener: ListenerConfig, level: str) -> lis
 
 def security_warnings(settings: Settings, section: str | None = None) -> list[str]:
     """One sentence per unsafe setting of the listener: no authentication, peers that
-    prove nothing accepted at level run, a handshake without TLS off loopback, a shared
-    user that may send audit events, limits that let one peer hold much memory or many
+    prove nothing accepted at level run, a handshake without TLS off loopback, every
+    node allowed to send audit events, limits that let one peer hold much memory or many
     slots.
 
     Only the levels that run a collector (walk, run) have a listener; ``section`` limits
