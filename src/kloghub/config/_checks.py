@@ -15,13 +15,24 @@ if TYPE_CHECKING:
 __all__ = ["listener_authenticates", "security_warnings"]
 
 
-def listener_authenticates(listener: ListenerConfig) -> bool:
-    """Whether a Forward peer must prove who it is: a shared key, users, or a client
-    certificate checked against a CA (mutual TLS)."""
+def _can_authenticate(listener: ListenerConfig) -> bool:
+    """Whether the listener has a way to authenticate peers at all."""
     if listener.shared_key is not None or listener.users:
         return True
     tls = listener.tls
-    return tls.enabled and listener.require_client_cert and tls.ca_file is not None
+    return tls.enabled and tls.ca_file is not None
+
+
+def listener_authenticates(listener: ListenerConfig) -> bool:
+    """Whether a Forward peer must prove who it is: a shared key, users, or a client
+    certificate checked against a CA (required, or optional with ``unauthenticated:
+    refuse``)."""
+    if listener.shared_key is not None or listener.users:
+        return True
+    tls = listener.tls
+    if not (tls.enabled and tls.ca_file is not None):
+        return False
+    return listener.require_client_cert or listener.unauthenticated == "refuse"
 
 
 _MiB = 1024 * 1024
@@ -42,7 +53,13 @@ def _is_loopback(listen: str) -> bool:
 def _listener_warnings(listen: str, listener: ListenerConfig, level: str) -> list[str]:
     out: list[str] = []
     where = f"collector.listener ({listen})"
-    if not listener_authenticates(listener):
+    if not _can_authenticate(listener) and listener.unauthenticated == "refuse":
+        out.append(
+            f"{where} refuses every Forward peer: listener.unauthenticated is refuse and "
+            "no way to authenticate is configured; set listener.shared_key or "
+            "shared_key_file, listener.users, or listener.tls with ca_file"
+        )
+    elif not listener_authenticates(listener):
         out.append(
             f"{where} accepts Forward peers without "
             "authentication: anyone who reaches it can write into (and, by reusing "
