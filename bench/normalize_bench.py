@@ -2,6 +2,7 @@
 
 Usage:
     python bench/normalize_bench.py [--events 1000000] [--json-share 0.35] [--preserve]
+                                    [--origin none|node]
 
 Events are what the collector's Forward listener hands over: records in Fluent Bit's
 kubernetes layout with kloghub's block, freshly decoded from msgpack (each record has its
@@ -10,8 +11,11 @@ and 4 annotations each: a Forward chunk carries one tag); messages of ~200 bytes
 (log-normal), 35% of them JSON application logs. Decoding (msgpack) is timed apart;
 "normalize" is ``Normalizer.__call__``; "serialize" is ``orjson.dumps`` of the bulk action
 line and the document, as the sinks do. The GC runs with the daemons' settings
-(``runtime.tune_gc``). Phases are timed in process CPU time (the machine is shared), in one
-process, so the figures are per core.
+(``runtime.tune_gc``). ``--origin node`` normalizes as received from the authenticated node
+``node-1`` (the collector's provenance: ``kloghub.sender``, host from the identity, scoped
+ids; the records claim node-0..2, so two thirds take the forged-host path); ``none`` as
+records read locally. Phases are timed in process CPU time (the machine is shared), in
+one process, so the figures are per core.
 """
 
 from __future__ import annotations
@@ -113,10 +117,16 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--json-share", type=float, default=0.35)
     parser.add_argument("--preserve", action="store_true", help="normalizer.preserve_original")
+    parser.add_argument("--origin", choices=("none", "node"), default="none")
     args = parser.parse_args()
     rng = random.Random(7)
     chunks = [_packed_chunk(rng, args.json_share, n * CHUNK) for n in range(4)]
     normalizer = normalize.Normalizer(config.NormalizerConfig(preserve_original=args.preserve))
+    origin = None
+    if args.origin == "node":
+        origin = core.Origin(
+            "password", "node-1", "node-1", frozenset({"node"}), claimed_host="node-1"
+        )
     dumps = orjson.dumps
     runtime.tune_gc()
     decode_s = normalize_s = serialize_s = 0.0
@@ -132,7 +142,7 @@ def main() -> None:
         events = [core.Event(TAG, when, record) for when, record in unpacker]
         gc.enable()
         t1 = time.process_time()
-        docs = [normalizer(event) for event in events]
+        docs = [normalizer(event, origin) for event in events]
         t2 = time.process_time()
         for doc in docs:
             out_bytes += len(dumps({"create": {"_index": doc.tag, "_id": doc.record["id"]}}))
@@ -145,7 +155,10 @@ def main() -> None:
     wall = time.perf_counter() - wall
     cpu = time.process_time() - cpu
     both = normalize_s + serialize_s
-    print(f"events: {done:,} (JSON share {args.json_share:.0%}, preserve={args.preserve})")
+    print(
+        f"events: {done:,} (JSON share {args.json_share:.0%}, preserve={args.preserve}, "
+        f"origin={args.origin})"
+    )
     print(f"  decode (msgpack)       {done / decode_s:>12,.0f} events/s")
     print(f"  normalize              {done / normalize_s:>12,.0f} events/s")
     print(f"  serialize (orjson)     {done / serialize_s:>12,.0f} events/s")

@@ -222,6 +222,8 @@ class Normalizer:
         self._audit_refused = runtime.metrics.POLICY_VIOLATIONS.labels(reason="audit_sender")
         self._scope = ""
         self._senders: dict[core.Origin, dict[str, Any]] = {}
+        self._last_origin: core.Origin | None = None
+        self._last_sender: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ entry point
 
@@ -256,11 +258,8 @@ class Normalizer:
             self._attest(out.record["doc"], origin)
         return out
 
-    def _attest(self, doc: dict[str, Any], origin: core.Origin) -> None:
-        """What the collector established about the sender replaces what it claimed."""
-        kh = doc.get("kloghub")
-        if type(kh) is not dict:
-            kh = doc["kloghub"] = {}
+    def _sender(self, origin: core.Origin) -> dict[str, Any]:
+        """The shared ``kloghub.sender`` of an origin (one dict per sender)."""
         sender = self._senders.get(origin)
         if sender is None:
             if len(self._senders) >= _FILES_MAX:
@@ -269,6 +268,18 @@ class Normalizer:
             if origin.identity is not None:
                 sender["identity"] = origin.identity
             self._senders[origin] = sender
+        return sender
+
+    def _attest(self, doc: dict[str, Any], origin: core.Origin) -> None:
+        """What the collector established about the sender replaces what it claimed."""
+        kh = doc.get("kloghub")
+        if type(kh) is not dict:
+            kh = doc["kloghub"] = {}
+        if origin is self._last_origin:
+            sender = self._last_sender
+        else:
+            sender = self._sender(origin)
+            self._last_origin, self._last_sender = origin, sender
         kh["sender"] = sender
         node = origin.node
         if node is None:
