@@ -360,3 +360,26 @@ async def test_our_client_answers_the_handshake_exactly_as_the_specification_say
     server.close()
     assert seen == {"ping_ok": True, "hostname": "worker-3", "username": user,
                     "tag": "kube.a.b.c"}  # fmt: skip
+
+
+async def test_our_agent_over_mutual_tls_is_identified_by_its_certificate(
+    start_server, store, node_certs
+):
+    """If this failed, agents given a node certificate would still count as anonymous."""
+    server = await start_server(**_tls(node_certs, required=True), unauthenticated="refuse")
+    cfg = config.OutputConfig(
+        url=f"forward+tls://127.0.0.1:{server.address[1]}",
+        tls={
+            "ca_file": node_certs["ca_crt"],
+            "cert_file": node_certs["cp_crt"],
+            "key_file": node_certs["cp_key"],
+        },
+        flush_interval=0.05,
+    )
+    out = transport.ForwardOutput(cfg, hostname="claims-to-be-worker")
+    await out.start()
+    await out.send(core.Batch([core.Event("audit", NS, {"log": "{}"})]))
+    await out.stop(10)
+    [origin] = origins(store)
+    assert origin is not None
+    assert (origin.method, origin.node, origin.may_send_audit) == ("certificate", "cp-1", True)
