@@ -209,7 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load the configuration as a daemon would (preset, file, environment) "
         "and print the effective settings with secrets masked, or every problem found. "
         "Exits non-zero on any problem. Settings that are valid but unsafe (a Forward "
-        "listener without authentication) are printed as warnings on stderr.",
+        "listener without authentication, unauthenticated peers accepted at level run, "
+        "a handshake without TLS, limits that let one peer hold much memory) are printed "
+        "as warnings on stderr.",
         epilog="example: kloghub validate --config kloghub.yaml --level run",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
