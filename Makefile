@@ -4,7 +4,9 @@
 
 PYTHON ?= python3
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-IMAGE   ?= kloghub
+# The image's base: `debian` (a minimal trixie made by mmdebstrap, no registry) or an
+# image such as python:3.13-slim-trixie.
+BASE    ?= debian
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -53,9 +55,10 @@ servers-stop:
 demo: $(STAMP)
 	$(BIN)/kloghub demo $(DEMO_ARGS)
 
-## One image for agent and collector (needs a Docker engine with BuildKit).
+## One image for agent and collector, built daemonless (buildah), with its SBOM:
+## localhost/kloghub:$(VERSION) and :src-<content key>; see scripts/image.py.
 image:
-	docker build -f agent/Dockerfile -t $(IMAGE):$(VERSION) .
+	$(PYTHON) scripts/image.py build --base $(BASE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache native/target src/kloghub/_native*.so
