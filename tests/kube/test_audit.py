@@ -20,9 +20,10 @@ from tests.normalize import _fixtures as fx
 
 pytestmark = pytest.mark.integration
 
-VOLATILE = ("event.ingested", "kloghub.", "log.offset", "log.file.", "_id")
+VOLATILE = ("event.ingested", "kloghub.", "log.offset", "log.file.", "_id", "host.name")
 """Where a document from the pipeline and one made here from the same line may differ:
-the time it was made, and where the agent read the line."""
+the time it was made, where the agent read the line, and the sender the collector
+authenticated (host.name, from its proven identity)."""
 
 
 def _type(value: Any) -> str:
@@ -118,6 +119,11 @@ def test_the_agent_at_level_run_ships_the_real_audit_log_as_elastics_ecs_documen
                 "listen": f"127.0.0.1:{port}",
                 "state_dir": str(tmp_path / "c"),
                 "metrics_addr": "127.0.0.1:0",
+                # Audit events are accepted only from an identity with the control-plane role.
+                "listener": {
+                    "shared_key": "audit-key",
+                    "users": [{"username": "cp-1", "password": "pw", "roles": ["control-plane"]}],
+                },
                 "sinks": [{"url": f"file:{out}"}],
                 "detections": {"enabled": False},
             },
@@ -138,7 +144,16 @@ def test_the_agent_at_level_run_ships_the_real_audit_log_as_elastics_ecs_documen
                     "audit": {"path": str(kube.audit_log)},
                     "poll_interval": "50ms",
                 },
-                "outputs": [{"url": f"forward://127.0.0.1:{port}", "flush_interval": "100ms"}],
+                "node_name": "cp-1",
+                "outputs": [
+                    {
+                        "url": f"forward://127.0.0.1:{port}",
+                        "flush_interval": "100ms",
+                        "shared_key": "audit-key",
+                        "username": "cp-1",
+                        "password": "pw",
+                    }
+                ],
             },
         },
         workdir=tmp_path,
@@ -181,6 +196,7 @@ def test_the_agent_at_level_run_ships_the_real_audit_log_as_elastics_ecs_documen
                 assert kind in fixture_types[path], (path, kind, fixture_types[path])
                 shared_with_fixtures.add(path)
         assert doc["data_stream"]["dataset"] == "kubernetes.audit_logs"
+        assert doc["host"]["name"] == "cp-1"  # the control-plane identity that sent it
         assert doc["event"]["action"] == event["verb"]
         assert doc["user"]["name"] == event["user"]["username"]
     assert {
