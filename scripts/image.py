@@ -131,6 +131,7 @@ def debian_recipe() -> list[str]:
     return [
         "--variant=minbase",
         "--include=" + ",".join(BASE_PACKAGES),
+        '--aptopt=Acquire::Languages "none"',  # no translations downloaded
         *(f"--dpkgopt={option}" for option in DPKG_OPTIONS),
         SUITE,
         "-",  # the output path goes here
