@@ -1,5 +1,6 @@
-"""Check that this machine can build kloghub (its Rust kernels included), its virtualenv
-and Helm; say what is missing.
+"""Check that this machine can build kloghub (its Rust kernels included), its virtualenv,
+Helm and the test suite's Kubernetes control plane (kube-apiserver, etcd, kubectl); say
+what is missing.
 
 Usage: python3 scripts/prereqs.py   (the search-server prerequisites are checked by
 `scripts/search_servers.py check`).
@@ -22,7 +23,15 @@ try:
 except ImportError:
     sys.exit("Python's venv/ensurepip modules are missing: install python3-venv (Debian).")
 if shutil.which("go") is None:
-    sys.exit("Go is needed to build Helm for the chart tests (scripts/get_helm.py): install Go.")
+    sys.exit(
+        "Go is needed to build Helm (scripts/get_helm.py) and kube-apiserver, etcd and kubectl "
+        "(scripts/get_kube.py) for the tests: install Go 1.26 or newer."
+    )
+if shutil.which("openssl") is None:
+    sys.exit(
+        "The openssl command is needed to make the test control plane's certificates "
+        "(tests/_kube.py): install openssl."
+    )
 
 _RUST = (
     "Rust is needed to build kloghub's compiled kernels (native/, the extension module "

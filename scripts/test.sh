@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: static checks, then the whole pytest suite against real OpenSearch and
-# Elasticsearch servers that this script starts and always stops (also when tests fail).
+# Elasticsearch servers that this script starts and always stops (also when tests fail),
+# and a real etcd + kube-apiserver that pytest starts once for the session (tests/_kube.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,10 @@ fi
 echo "== helm (built from the Go module proxy, cached)"
 KLOGHUB_HELM=$("$PYTHON" scripts/get_helm.py)
 export KLOGHUB_HELM
+
+echo "== kube-apiserver (built from the Go module proxy, cached)"
+KLOGHUB_KUBE_BIN=$("$PYTHON" scripts/get_kube.py)
+export KLOGHUB_KUBE_BIN
 
 # The image of these sources, for tests/charts/test_image_run.py: built once (cold: ~9
 # min on two cores), then reused while the Dockerfile, the sources and the base are

@@ -1,4 +1,5 @@
-"""Shared test configuration: the real search servers come from tests/_servers.py."""
+"""Shared test configuration: the real search servers come from tests/_servers.py, the real
+Kubernetes control plane (etcd + kube-apiserver) from tests/_kube.py."""
 
 from pathlib import Path
 
@@ -6,7 +7,7 @@ import pytest
 
 from tests._world import World
 
-pytest_plugins = ["tests._servers"]
+pytest_plugins = ["tests._servers", "tests._kube"]
 
 
 @pytest.fixture

@@ -58,6 +58,12 @@ def test_run_level_lines_and_audit_events_land_in_opensearch_data_streams(
                 "listen": f"127.0.0.1:{port}",
                 "state_dir": str(world.state / "c"),
                 "metrics_addr": "127.0.0.1:0",
+                # Its own data streams: other tests share this OpenSearch.
+                "normalizer": {"namespace": ns},
+                "listener": {
+                    "shared_key": "run-key",
+                    "users": [{"username": "cp-1", "password": "pw", "roles": ["control-plane"]}],
+                },
                 "sinks": [{"url": f"opensearch+http://{host}", "flush_interval": "200ms"}],
             },
         },
@@ -77,7 +83,16 @@ def test_run_level_lines_and_audit_events_land_in_opensearch_data_streams(
                     "audit": {"path": str(audit)},
                     "poll_interval": "50ms",
                 },
-                "outputs": [{"url": f"forward://127.0.0.1:{port}", "flush_interval": "100ms"}],
+                "node_name": "cp-1",
+                "outputs": [
+                    {
+                        "url": f"forward://127.0.0.1:{port}",
+                        "flush_interval": "100ms",
+                        "shared_key": "run-key",
+                        "username": "cp-1",
+                        "password": "pw",
+                    }
+                ],
             },
         },
         workdir=world.root,

@@ -121,7 +121,9 @@ def build(cfg: config.AgentConfig) -> runtime.Daemon:
 
     components: list[core.Component]
     if schemes <= forward:
-        output = transport.ForwardOutput(cfg.outputs, max_in_flight_chunks=_IN_FLIGHT_REQUESTS)
+        output = transport.ForwardOutput(
+            cfg.outputs, hostname=cfg.node_name, max_in_flight_chunks=_IN_FLIGHT_REQUESTS
+        )
         queue = buffer.DiskQueue(
             cfg.state_dir / "buffer",
             cfg.buffer,

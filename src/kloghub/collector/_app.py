@@ -28,7 +28,8 @@ class _Router:
 
     async def deliver(self, batch: core.Batch) -> None:
         normalizer = self._normalize
-        docs = [normalizer(event) for event in batch.events]
+        origin = batch.origin
+        docs = [normalizer(event, origin) for event in batch.events]
         if len(self._queues) == 1:
             await self._queues[0].push(core.Batch(docs))
             return

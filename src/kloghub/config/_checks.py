@@ -24,21 +24,92 @@ def listener_authenticates(listener: ListenerConfig) -> bool:
     return tls.enabled and listener.require_client_cert and tls.ca_file is not None
 
 
-def security_warnings(settings: Settings, section: str | None = None) -> list[str]:
-    """One sentence per listener that accepts peers without authentication.
+_MiB = 1024 * 1024
+_FRAME_SANE = 16 * _MiB
+"""Agents send requests of ``batch_max_bytes`` (2 MiB); a frame limit far above it only
+lets one connection make the collector hold that much."""
+_BUFFERED_SANE = 1024 * _MiB
+"""What the listener may hold in half-read frames at once (connections times the frame limit)."""
+_IDLE_SANE = 600.0
+_HANDSHAKE_SANE = 60.0
 
-    Only the levels that run a collector (walk, run) have a listener; ``section`` limits
-    the advice to what ``kloghub validate --section`` prints.
-    """
+
+def _is_loopback(listen: str) -> bool:
+    host = listen.rpartition(":")[0].strip("[]")
+    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+
+
+def _listener_warnings(listen: str, listener: ListenerConfig, level: str) -> list[str]:
     out: list[str] = []
-    collector = settings.collector
-    shown = settings.level != "crawl" and section in (None, "collector")
-    if shown and not listener_authenticates(collector.listener):
+    where = f"collector.listener ({listen})"
+    if not listener_authenticates(listener):
         out.append(
-            f"collector.listener ({collector.listen}) accepts Forward peers without "
+            f"{where} accepts Forward peers without "
             "authentication: anyone who reaches it can write into (and, by reusing "
             "document ids, erase from) the log record; set listener.shared_key or "
             "shared_key_file, listener.users, or listener.tls with require_client_cert "
             "and ca_file"
         )
+    elif level == "run" and listener.unauthenticated != "refuse":
+        out.append(
+            f"{where}: listener.unauthenticated is {listener.unauthenticated} at level run: "
+            "peers that prove nothing are accepted next to the authenticated ones; set it "
+            "to refuse"
+        )
+    handshake = listener.shared_key is not None or bool(listener.users)
+    if handshake and not listener.tls.enabled and not _is_loopback(listen):
+        out.append(
+            f"{where}: the handshake authenticates peers but without listener.tls the "
+            "records (and what the handshake proves) cross the network in clear and can "
+            "be read or changed on the way; enable listener.tls"
+        )
+    audit_roles = set(listener.audit_roles)
+    out.extend(
+        f"{where}: user {user.username!r} is shared and has an audit role "
+        f"({', '.join(sorted(audit_roles & set(user.roles)))}): every agent holding it "
+        "can send Kubernetes audit events; give audit roles only to the control-plane "
+        "nodes' own users or certificates"
+        for user in listener.users
+        if user.shared and not audit_roles.isdisjoint(user.roles)
+    )
+    frame = int(listener.max_frame_bytes)
+    if frame > _FRAME_SANE:
+        out.append(
+            f"{where}: max_frame_bytes is {frame // _MiB} MiB; agents send 2 MiB requests, "
+            "and every connection may make the collector hold a frame this large; keep it "
+            "at 8 MiB or below unless a sender needs more"
+        )
+    buffered = frame * listener.max_connections
+    if buffered > _BUFFERED_SANE and frame * listener.max_connections_per_peer > _BUFFERED_SANE:
+        out.append(
+            f"{where}: one peer may open max_connections_per_peer "
+            f"({listener.max_connections_per_peer}) connections of max_frame_bytes "
+            f"({frame // _MiB} MiB) each, more than 1 GiB of half-read frames; lower one "
+            "of them"
+        )
+    if listener.idle_timeout > _IDLE_SANE:
+        out.append(
+            f"{where}: idle_timeout is {listener.idle_timeout:g} s: idle connections hold "
+            "their slots that long (agents send keepalives; 90 s is enough)"
+        )
+    if listener.handshake_timeout > _HANDSHAKE_SANE:
+        out.append(
+            f"{where}: handshake_timeout is {listener.handshake_timeout:g} s: connections "
+            "that never authenticate hold their slots that long (10 s is enough)"
+        )
     return out
+
+
+def security_warnings(settings: Settings, section: str | None = None) -> list[str]:
+    """One sentence per unsafe setting of the listener: no authentication, peers that
+    prove nothing accepted at level run, a handshake without TLS off loopback, a shared
+    user that may send audit events, limits that let one peer hold much memory or many
+    slots.
+
+    Only the levels that run a collector (walk, run) have a listener; ``section`` limits
+    the advice to what ``kloghub validate --section`` prints.
+    """
+    collector = settings.collector
+    if settings.level == "crawl" or section not in (None, "collector"):
+        return []
+    return _listener_warnings(collector.listen, collector.listener, settings.level)

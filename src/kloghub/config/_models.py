@@ -233,10 +233,18 @@ class SourcesConfig(Model):
     containers: ContainerSource = Field(default_factory=ContainerSource)
     node: NodeSource = Field(default_factory=NodeSource)
     audit: AuditSource = Field(default_factory=AuditSource)
-    rescan_interval: Duration = 10.0
-    """Full rescan of the globs, in addition to inotify (or stat polling where it is missing)."""
+    rescan_interval: Duration = 60.0
+    """Full rescan of the globs, in addition to inotify, which rescans at once when an entry
+    is created, moved or deleted (Fluent Bit's ``Refresh_Interval``). Where inotify is
+    missing or its watch limit is reached, new files are found only by this rescan."""
     poll_interval: Duration = 0.25
-    """How often an idle file is checked for growth when inotify is not available."""
+    """How often an idle file is checked for growth when inotify is not available (or does
+    not cover every directory), and while a partial line or multiline group waits for its
+    flush timeout."""
+    progress_check_interval: Duration = 2.0
+    """With inotify covering every directory: how often every open file is still checked
+    for growth, rotation and truncation, whatever inotify said (the safety net for missed
+    events; Fluent Bit's ``Progress_Check_Interval``). Changed directories are read at once."""
     fingerprint_bytes: int = Field(default=1024, ge=16, le=65536)
     """Bytes at the head of a file that identify it together with (device, inode)."""
     close_deleted_after: Duration = 60.0
@@ -404,11 +412,20 @@ class UserCredential(SecretFilesModel):
 
     secret_files = ("password",)
 
-    username: str
+    username: str = Field(min_length=1)
+    """The identity this user proves; the node's name unless ``shared``."""
     password: SecretStr
     """The user's password; or give ``password_file``."""
     password_file: Path | None = None
     """Read ``password`` from this file at load (one trailing newline removed)."""
+    shared: bool = False
+    """A credential several agents use (one Secret mounted by a whole DaemonSet): it proves
+    membership, not a node, so ``host.name`` stays the sender's claim (and document ids
+    are kept apart per claimed host, not per proven node). Off: ``username`` is the node's
+    name and becomes ``host.name`` of everything this user sends."""
+    roles: list[str] = Field(default_factory=lambda: ["node"])
+    """What this identity may send: ``control-plane`` (see ``audit_roles``) may send
+    Kubernetes audit events."""
 
 
 class ListenerConfig(SecretFilesModel):
@@ -421,16 +438,34 @@ class ListenerConfig(SecretFilesModel):
     shared_key_file: Path | None = None
     """Read ``shared_key`` from this file at load (one trailing newline removed)."""
     users: list[UserCredential] = Field(default_factory=list)
-    """Optional username/password pairs checked in the handshake."""
+    """Username/password pairs checked in the handshake (Fluentd ``user_auth`` with
+    ``<user>`` entries, Fluent Bit ``Username``/``Password``); with users set, every peer
+    must give one of them."""
     self_hostname: str = "kloghub-collector"
     tls: TLSConfig = Field(default_factory=TLSConfig)
     require_client_cert: bool = False
-    """Mutual TLS: refuse clients without a certificate signed by ``tls.ca_file``."""
-    max_frame_bytes: Size = Size(64 * 1024 * 1024)
-    """Frames larger than this are refused and the connection closed."""
+    """Mutual TLS: refuse clients without a certificate signed by ``tls.ca_file``. With
+    ``tls.ca_file`` set and this off, a certificate is checked when a client offers one."""
+    unauthenticated: Literal["refuse", "warn", "allow"] = "warn"
+    """Peers that proved nothing (no certificate, no handshake): ``refuse`` them (level
+    run), accept them with one warning per peer address (``warn``, level walk), or
+    ``allow`` silently. Their records are stored with ``kloghub.sender.method: none``."""
+    audit_roles: list[str] = Field(default_factory=lambda: ["control-plane"])
+    """Roles whose records may become Kubernetes audit documents (tag ``audit``). From any
+    other sender they are stored as node logs flagged ``policy_violation`` and counted in
+    ``kloghub_policy_violations_total``. A certificate's roles are its Organization (O)
+    names; a user's are ``users[].roles``."""
+    max_frame_bytes: Size = Size(8 * 1024 * 1024)
+    """Frames larger than this are refused and the connection closed (also the bound of
+    decompressed entries). Agents send requests of ``batch_max_bytes`` (2 MiB)."""
     max_connections: int = Field(default=1024, ge=1)
-    idle_timeout: Duration = 300.0
-    """Close connections silent for this long."""
+    """Open connections at once, all peers together."""
+    max_connections_per_peer: int = Field(default=16, ge=1)
+    """Open connections at once from one IP address (an agent needs a few)."""
+    handshake_timeout: Duration = 10.0
+    """Time a new connection has to finish TLS and the HELO/PING/PONG handshake."""
+    idle_timeout: Duration = 90.0
+    """Close connections silent for this long (agents send keepalives or data sooner)."""
     frame_timeout: Duration = 60.0
     """Close a connection that started a frame and did not finish it in this time."""
     dedup_window: Duration = 600.0

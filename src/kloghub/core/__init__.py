@@ -8,6 +8,7 @@ from kloghub.core._errors import ConfigError, KloghubError, PermanentError, Retr
 from kloghub.core._event import Batch, Event
 from kloghub.core._finalize import Delivery, Finalizer, OffsetTracker
 from kloghub.core._lifecycle import Component, Service, State, Supervisor
+from kloghub.core._origin import Method, Origin
 
 __all__ = [
     "Batch",
@@ -18,7 +19,9 @@ __all__ = [
     "Event",
     "Finalizer",
     "KloghubError",
+    "Method",
     "OffsetTracker",
+    "Origin",
     "PermanentError",
     "RetryableError",
     "Service",

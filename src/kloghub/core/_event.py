@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from kloghub.core._finalize import Delivery, Finalizer
+from kloghub.core._origin import Origin
 
 __all__ = ["Batch", "Event"]
 
@@ -45,11 +46,14 @@ class Event:
 class Batch:
     """Events that travel together and are settled together."""
 
-    __slots__ = ("events", "size")
+    __slots__ = ("events", "origin", "size")
 
-    def __init__(self, events: Iterable[Event] = ()) -> None:
+    def __init__(self, events: Iterable[Event] = (), origin: Origin | None = None) -> None:
         self.events: list[Event] = list(events)
         self.size = sum(e.size for e in self.events)
+        self.origin = origin
+        """Who sent the batch over the network, as the collector established it; None for
+        events read locally (the agent's own)."""
 
     def __len__(self) -> int:
         return len(self.events)

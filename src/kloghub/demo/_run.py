@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import secrets
 import socket
 import sys
 import tempfile
@@ -43,6 +44,9 @@ SEARCHES: list[tuple[str, str, str | None]] = [
 """(what the responder asks, the query, the --namespace option)."""
 
 
+_NODE = "demo-node"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -53,6 +57,17 @@ def _settings(
     node: _generate.DemoNode, state: Path, sink_url: str, level: str
 ) -> tuple[config.AgentConfig, config.CollectorConfig]:
     port = _free_port()
+    # The demo node authenticates as a control-plane node (it ships an audit log too),
+    # with credentials made for this run.
+    key, password = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    user = {"username": _NODE, "password": password, "roles": ["node", "control-plane"]}
+    output = {
+        "url": f"forward://127.0.0.1:{port}",
+        "flush_interval": "200ms",
+        "shared_key": key,
+        "username": _NODE,
+        "password": password,
+    }
     flags = {
         "level": level,
         "agent": {
@@ -67,10 +82,12 @@ def _settings(
                 "rescan_interval": "500ms",
             },
             "parsers": {"multiline": {"enabled": True}},
-            "outputs": [{"url": f"forward://127.0.0.1:{port}", "flush_interval": "200ms"}],
+            "node_name": _NODE,
+            "outputs": [output],
         },
         "collector": {
             "listen": f"127.0.0.1:{port}",
+            "listener": {"shared_key": key, "users": [user]},
             "state_dir": str(state / "collector"),
             "metrics_addr": "127.0.0.1:0",
             "sinks": [{"url": sink_url, "flush_interval": "200ms"}],

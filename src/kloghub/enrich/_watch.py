@@ -134,6 +134,12 @@ class ListWatch:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def resource_version(self) -> str | None:
+        """Where the watch resumes: the last list's, event's or bookmark's resourceVersion
+        (None until the first list, and after a 410 until the relist)."""
+        return self._rv
+
     # ------------------------------------------------------------------ the thread
 
     def _run(self) -> None:

@@ -12,6 +12,12 @@
   nanoseconds, so this is rare, and it is the price of deduplicating resent chunks from
   agents that carry no offsets.
 
+Ids of records received over the network are **scoped by the sender's proven identity**
+(``core.Origin.namespace``): the namespace is hashed in with the file identity (or the
+content), so a peer that copies another node's ``file_id`` and next offset writes a
+document with a different id and cannot pre-empt (and so suppress) the real line. Records
+read locally (the agent's own store, no origin) have unscoped ids.
+
 Audit events are deliberately **not** identified by their ``auditID``: a client can choose
 the ``Audit-ID`` of its requests, and a create with a reused id would be acknowledged as
 "already there" and silently dropped — the way to hide an action from the SIEM. The
@@ -78,20 +84,30 @@ def _content(record: Mapping[str, Any]) -> bytes:
         return repr(sorted(record.items(), key=repr)).encode("utf-8", "surrogatepass")
 
 
-def offset_id(file_id: str, offset: int, stage: str | None = None) -> str:
-    """The id of a kloghub record (``file_id`` non-empty, ``offset`` ≥ 0)."""
-    return f"{_file_prefix(file_id)}{offset:012x}{_stage_suffix(stage) if stage else ''}"
+def offset_id(file_id: str, offset: int, stage: str | None = None, scope: str = "") -> str:
+    """The id of a kloghub record (``file_id`` non-empty, ``offset`` ≥ 0); ``scope``: the
+    sender's id namespace (empty for local records)."""
+    key = f"{scope}\x00{file_id}" if scope else file_id
+    return f"{_file_prefix(key)}{offset:012x}{_stage_suffix(stage) if stage else ''}"
 
 
-def document_id(tag: str, time_ns: int, record: Mapping[str, Any], stage: str | None = None) -> str:
-    """The document ``_id`` of an input event (``stage``: an audit event's stage)."""
+def document_id(
+    tag: str,
+    time_ns: int,
+    record: Mapping[str, Any],
+    stage: str | None = None,
+    scope: str = "",
+) -> str:
+    """The document ``_id`` of an input event (``stage``: an audit event's stage;
+    ``scope``: the sender's id namespace)."""
     kh = record.get("kloghub")
     if type(kh) is dict:
         file_id = kh.get("file_id")
         offset = kh.get("offset")
         if type(file_id) is str and file_id and type(offset) is int and offset >= 0:
-            return offset_id(file_id, offset, stage)
-    head = f"{tag}\x00{time_ns}\x00{stage or ''}\x00".encode("utf-8", "surrogatepass")
+            return offset_id(file_id, offset, stage, scope)
+    prefix = f"{scope}\x00" if scope else ""
+    head = f"{prefix}{tag}\x00{time_ns}\x00{stage or ''}\x00".encode("utf-8", "surrogatepass")
     digest = hashlib.blake2b(head, digest_size=15)
     digest.update(_content(record))
     return "f" + _b64(digest.digest())

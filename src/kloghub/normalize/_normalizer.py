@@ -3,6 +3,13 @@
 The output event's ``tag`` is the data stream, ``time_ns`` the document's ``@timestamp``,
 ``record`` is ``{"id": <document id>, "doc": <ECS document>}``; the finalizer is the input's.
 Documents share read-only sub-dicts (the pod metadata of a container): never mutate them.
+
+Given the batch's :class:`core.Origin` (records received over the network), the collector,
+not the sender, decides provenance: ``host.name`` and ``kubernetes.node.name`` are the
+proven node (the sender's differing claim is kept in ``kloghub.claimed_host``),
+``kloghub.sender`` says how the sender authenticated, document ids are scoped by the
+sender's identity (``_ids``), and audit events from a sender that may not send them are
+stored as node logs flagged ``policy_violation`` (``kloghub_policy_violations_total``).
 """
 
 from __future__ import annotations
@@ -30,7 +37,10 @@ EXTENSION_FIELDS = ("kubernetes", "kloghub", "stream")
 - ``kubernetes.*``: Elastic's Kubernetes integration fields (pod metadata, ``audit``).
 - ``kloghub.*``: the source record's provenance: ``file_id``, ``offset`` (end offset of the
   record in its file) and ``flags`` (``partial``, ``truncated``, ``parse_error``,
-  ``invalid_utf8``, ``multiline``, ``time_out_of_range``).
+  ``invalid_utf8``, ``multiline``, ``time_out_of_range``, ``policy_violation``) — the
+  sender's claims — and what the collector established: ``sender.method``
+  (``certificate``, ``password``, ``shared_key``, ``none``), ``sender.identity``, and
+  ``claimed_host`` when the sender claimed another node than the one it proved.
 - ``stream``: ``stdout`` / ``stderr``, as Filebeat's container input names it.
 - the JSON target (``json`` by default): the keys of JSON application logs that have no
   ECS field, mapped as one ``flattened`` (``flat_object``) field.
@@ -209,10 +219,15 @@ class Normalizer:
         self._ingested = _times.Rfc3339(3)
         self._audit_errors = runtime.metrics.PARSE_ERRORS.labels(format="audit")
         self._failures = runtime.metrics.PARSE_ERRORS.labels(format="normalize")
+        self._audit_refused = runtime.metrics.POLICY_VIOLATIONS.labels(reason="audit_sender")
+        self._scope = ""
+        self._senders: dict[core.Origin, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ entry point
 
-    def __call__(self, event: core.Event) -> core.Event:
+    def __call__(self, event: core.Event, origin: core.Origin | None = None) -> core.Event:
+        """The document of ``event``; ``origin``: who sent it (None: read locally)."""
+        self._scope = origin.namespace if origin is not None else ""
         try:
             record = event.record
             if type(record) is not dict:
@@ -221,14 +236,59 @@ class Normalizer:
             tag = event.tag if type(event.tag) is str else str(event.tag)
             kind = self._kind(tag, record)
             if kind == _CONTAINER:
-                return self._container(event, tag, record)
-            if kind == _AUDIT:
-                return self._audit(event, tag, record)
-            return self._node(event, tag, record)
+                out = self._container(event, tag, record)
+            elif kind == _AUDIT:
+                if origin is not None and not origin.may_send_audit:
+                    self._audit_refused.inc()
+                    out = self._node(event, tag, record, ["policy_violation"])
+                else:
+                    out = self._audit(event, tag, record)
+            else:
+                out = self._node(event, tag, record)
         except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen input must not stop the collector
             self._failures.inc()
             log.debug("event could not be normalized", extra={"error": repr(exc)})
-            return self._fallback(event, exc)
+            fallback = self._fallback(event, exc)
+            if origin is not None:
+                self._attest(fallback.record["doc"], origin)
+            return fallback
+        if origin is not None:
+            self._attest(out.record["doc"], origin)
+        return out
+
+    def _attest(self, doc: dict[str, Any], origin: core.Origin) -> None:
+        """What the collector established about the sender replaces what it claimed."""
+        kh = doc.get("kloghub")
+        if type(kh) is not dict:
+            kh = doc["kloghub"] = {}
+        sender = self._senders.get(origin)
+        if sender is None:
+            if len(self._senders) >= _FILES_MAX:
+                self._senders.clear()
+            sender = {"method": origin.method}
+            if origin.identity is not None:
+                sender["identity"] = origin.identity
+            self._senders[origin] = sender
+        kh["sender"] = sender
+        node = origin.node
+        if node is None:
+            return
+        host = doc.get("host")
+        claimed = host.get("name") if type(host) is dict else None
+        if claimed != node:
+            doc["host"] = {"name": node}
+        k8s = doc.get("kubernetes")
+        if type(k8s) is dict:
+            k8s_node = k8s.get("node")
+            named = k8s_node.get("name") if type(k8s_node) is dict else None
+            if named is not None and named != node:
+                claimed = claimed if claimed not in (None, node) else named
+                # The claimed node's labels are not this node's: only the name is kept.
+                doc["kubernetes"] = {**k8s, "node": {"name": node}}
+            elif named is None and "pod" in k8s:
+                doc["kubernetes"] = {**k8s, "node": {"name": node}}
+        if claimed is not None and claimed != node:
+            kh["claimed_host"] = claimed
 
     @staticmethod
     def _kind(tag: str, record: dict[str, Any]) -> int:
@@ -293,7 +353,7 @@ class Normalizer:
                 provenance["file_id"] = file_id
                 if type(offset) is int and 0 <= offset < 2**63:
                     provenance["offset"] = offset
-                    doc_id = _ids.offset_id(file_id, offset, stage)
+                    doc_id = _ids.offset_id(file_id, offset, stage, self._scope)
             kh_flags = kh.get("flags")
             if type(kh_flags) is list and kh_flags:
                 provenance["flags"] = [str(f) for f in kh_flags] + (flags or [])
@@ -333,7 +393,7 @@ class Normalizer:
             doc["event"]["original"] = original
             size += len(original)
         if doc_id is None:
-            doc_id = _ids.document_id(tag, event.time_ns, record)
+            doc_id = _ids.document_id(tag, event.time_ns, record, scope=self._scope)
         return core.Event(index, time_ns, {"id": doc_id, "doc": doc}, event.finalizer, size)
 
     @staticmethod
@@ -441,11 +501,19 @@ class Normalizer:
 
     # ------------------------------------------------------------------ node logs
 
-    def _node(self, event: core.Event, tag: str, record: dict[str, Any]) -> core.Event:
+    def _node(
+        self,
+        event: core.Event,
+        tag: str,
+        record: dict[str, Any],
+        extra_flags: list[str] | None = None,
+    ) -> core.Event:
         kh = record.get("kloghub")
         if type(kh) is not dict:
             kh = None
         time_ns, flags = self._event_time(event.time_ns)
+        if extra_flags:
+            flags = [*(flags or ()), *extra_flags]
         doc: dict[str, Any] = {
             "@timestamp": self._timestamp(time_ns),
             "data_stream": self._node_stream,
@@ -509,7 +577,7 @@ class Normalizer:
         size = (len(text) if text is not None else 1024) * 2 + _DOC_OVERHEAD
         doc_id = self._provenance(doc, {}, kh, flags, stage)
         if doc_id is None:
-            doc_id = _ids.document_id(tag, event.time_ns, record, stage)
+            doc_id = _ids.document_id(tag, event.time_ns, record, stage, self._scope)
         return self._finish(
             event,
             tag,
@@ -556,10 +624,11 @@ class Normalizer:
             },
             "error": {"message": f"kloghub could not normalize this event: {exc!r}"[:1000]},
         }
+        scope = self._scope
         try:
-            doc_id = _ids.document_id(tag, time_ns, record)
+            doc_id = _ids.document_id(tag, time_ns, record, scope=scope)
         except Exception:  # noqa: BLE001 - the id of an event that broke everything else
-            doc_id = _ids.document_id(tag, time_ns, {"log": text})
+            doc_id = _ids.document_id(tag, time_ns, {"log": text}, scope=scope)
         return core.Event(
             index, time_ns, {"id": doc_id, "doc": doc}, event.finalizer, len(text) + 400
         )

@@ -24,6 +24,7 @@ __all__ = [
     "LINES_READ",
     "PARSE_ERRORS",
     "POD_CACHE_SIZE",
+    "POLICY_VIOLATIONS",
     "READY",
     "RECORDS_ACKED",
     "RECORDS_RECEIVED",
@@ -97,4 +98,9 @@ FORWARD_REFUSED = Counter(
 FORWARD_DUPLICATE_CHUNKS = Counter(
     "kloghub_forward_duplicate_chunks",
     "Resent Forward chunks acknowledged again without being stored twice.",
+)
+POLICY_VIOLATIONS = Counter(
+    "kloghub_policy_violations",
+    "Records a sender was not allowed to send as they were (stored flagged), by reason.",
+    ["reason"],
 )

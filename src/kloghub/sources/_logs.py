@@ -381,6 +381,14 @@ class LogSource(core.Service):
             self._context(tf, meta)
         await self._hand_on(tf, meta, meta.encoder, meta.encoder.flush(time.time_ns(), force))
 
+    def holding(self, tf: tail.TailedFile) -> bool:
+        """Whether ``tf``'s encoder holds bytes (a partial line, a P group, a multiline
+        group) that a timed flush may hand on (``tail.Reader``)."""
+        meta = tf.meta
+        if not isinstance(meta, _FileMeta) or meta.encoder is None:
+            return False
+        return meta.encoder.safe_offset() < meta.encoder.read_offset
+
     async def _hand_on(
         self,
         tf: tail.TailedFile,

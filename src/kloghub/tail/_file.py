@@ -66,6 +66,11 @@ class TailedFile:
         """What the source derived from the path (pod, namespace, ...), computed once."""
 
     @property
+    def key(self) -> tuple[int, int]:
+        """The identity the tailer keys its files by: (device, inode)."""
+        return (self.dev, self.ino)
+
+    @property
     def committed(self) -> int:
         return self.tracker.committed
 

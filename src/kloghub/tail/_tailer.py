@@ -44,9 +44,13 @@ class Reader(Protocol):
         """Hand on what is held for ``tf`` past its timeouts (everything with ``force``:
         end of a rotated file, drain)."""
 
+    def holding(self, tf: TailedFile) -> bool:
+        """Whether bytes of ``tf`` are held that a later timed :meth:`flush` may hand on."""
+
 
 CHUNK_BYTES = 1024 * 1024
 _RESCAN_MIN_S = 0.25
+_GAUGE_INTERVAL_S = 5.0  # lag in bytes: one fstat per file; scrapes come every 15-60 s
 _FORGET_DONE_AFTER_S = 3600.0
 
 
@@ -74,6 +78,8 @@ class Tailer(core.Service):
         self._watcher = Watcher()
         self._last_scan = 0.0
         self._first_scan = True
+        self._active: set[tuple[int, int]] = set()  # files that gave data on their last read
+        self._held: set[tuple[int, int]] = set()  # files the reader holds bytes of
         self.paused_seconds = 0.0
         self.stats = {
             "rotations": 0,
@@ -119,22 +125,74 @@ class Tailer(core.Service):
     # ------------------------------------------------------------------ main loop
 
     async def _loop(self) -> None:
+        last_full = 0.0
         while not self._stopping:
             now = time.monotonic()
-            if self._first_scan or now - self._last_scan >= self.sources.rescan_interval:
+            since = now - self._last_scan
+            if (
+                self._first_scan
+                or since >= self.sources.rescan_interval
+                or (since >= _RESCAN_MIN_S and self._watcher.take_structural())
+            ):
                 self._scan()
+            changed = self._watcher.take_changed()
+            full = (
+                changed is None
+                or not self._watcher.complete
+                or now - last_full >= self.sources.progress_check_interval
+            )
+            if full:
+                last_full = now
+                due = [tf for tf in self.files.values() if self._moved_on(tf)]
+            else:
+                due = [tf for tf in self.files.values() if self._due(tf, changed)]
             progressed = False
-            for tf in list(self.files.values()):
+            read: list[TailedFile] = []
+            for tf in due:
                 if self._stopping:
                     return
-                progressed |= await self._read_once(tf)
-            await self._flush_timeouts()
+                if await self._read_once(tf):
+                    progressed = True
+                    read.append(tf)
+                    self._active.add(tf.key)
+                else:
+                    self._active.discard(tf.key)
+            await self._flush_timeouts(read)
             if progressed:
                 await asyncio.sleep(0)
                 continue
-            woke = await self._watcher.wait(self.sources.poll_interval)
-            if woke and time.monotonic() - self._last_scan >= _RESCAN_MIN_S:
-                self._scan()
+            await self._watcher.wait(self._idle_wait(last_full))
+
+    def _moved_on(self, tf: TailedFile) -> bool:
+        """The progress check: one ``stat`` tells whether ``tf`` grew, shrank or was
+        renamed or deleted since it was last read to its end (then it is read)."""
+        if tf.detached or tf.key in self._active or tf.key in self._held:
+            return True
+        try:
+            st = os.stat(tf.path)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != tf.key or st.st_size != tf.pos
+
+    def _due(self, tf: TailedFile, changed: set[str] | None) -> bool:
+        """Whether ``tf`` is read on a pass that is not a full one."""
+        return (
+            tf.key in self._active
+            or tf.key in self._held
+            or tf.detached
+            or changed is None
+            or os.path.dirname(tf.path) in changed
+        )
+
+    def _idle_wait(self, last_full: float) -> float:
+        """How long an idle loop sleeps: with complete inotify coverage, until the next
+        progress check (or a held line's timeout); else ``poll_interval`` (stat polling)."""
+        if self._watcher.structural_pending:
+            return _RESCAN_MIN_S
+        if not self._watcher.complete or self._held:
+            return self.sources.poll_interval
+        elapsed = time.monotonic() - last_full
+        return max(self.sources.poll_interval, self.sources.progress_check_interval - elapsed)
 
     async def _read_once(self, tf: TailedFile) -> bool:
         """One read from ``tf``; at EOF, check for rotation, truncation and deletion."""
@@ -172,9 +230,24 @@ class Tailer(core.Service):
             if tf.closed and tf.final_offset is not None and tracker.in_flight == 0:
                 self._store.mark_done(tf.dev, tf.ino)
 
-    async def _flush_timeouts(self) -> None:
-        for tf in list(self.files.values()):
+    async def _flush_timeouts(self, files: list[TailedFile]) -> None:
+        """Timed flushes of what the reader holds for ``files`` (those just read) and for
+        the files it held bytes of; remembers which still hold some (their timeouts keep
+        the idle loop on ``poll_interval``)."""
+        keys = {tf.key for tf in files}
+        for key in self._held - keys:
+            held = self.files.get(key)
+            if held is not None:
+                files.append(held)
+        for tf in files:
+            if tf.key not in self.files:
+                self._held.discard(tf.key)
+                continue
             await self._reader.flush(tf, force=False)
+            if self._reader.holding(tf):
+                self._held.add(tf.key)
+            else:
+                self._held.discard(tf.key)
 
     # ------------------------------------------------------------------ end of data
 
@@ -204,6 +277,11 @@ class Tailer(core.Service):
             return
         await self._finish(tf)
 
+    def _forget(self, tf: TailedFile) -> None:
+        self.files.pop(tf.key, None)
+        self._active.discard(tf.key)
+        self._held.discard(tf.key)
+
     def _truncated(self, tf: TailedFile, size: int) -> None:
         _log.info(
             "file truncated; reading it again from the start",
@@ -219,7 +297,7 @@ class Tailer(core.Service):
         """Read to the end after rotation/deletion: flush what the source holds and close."""
         await self._reader.flush(tf, force=True)
         tf.close()
-        self.files.pop((tf.dev, tf.ino), None)
+        self._forget(tf)
         if self._store is not None and tf.tracker.in_flight == 0:
             self._store.mark_done(tf.dev, tf.ino)
 
@@ -232,8 +310,8 @@ class Tailer(core.Service):
         seen: set[tuple[int, int]] = set()
         for spec in self.specs:
             for pattern in spec.include:
-                for directory in _glob_dirs(pattern):
-                    self._watcher.watch_dir(directory)
+                for directory, contents, names in _glob_dirs(pattern):
+                    self._watcher.watch_dir(directory, contents=contents, names=names)
                 for found in glob.glob(pattern):
                     if spec.excluded(found):
                         continue
@@ -301,6 +379,7 @@ class Tailer(core.Service):
             compressed=compressed,
         )
         self.files[(cp.dev, cp.ino)] = tf
+        self._active.add(tf.key)  # read on the next pass, whatever inotify says
         metrics.FILES_TAILED.set(len(self.files))
         return tf
 
@@ -323,7 +402,7 @@ class Tailer(core.Service):
                         extra={"path": tf.path, "unread_bytes": unread},
                     )
                 tf.close()
-                self.files.pop((tf.dev, tf.ino), None)
+                self._forget(tf)
 
     def _resume_rotated(self) -> None:
         """After a restart: continue files rotated away (renamed or gzipped) while down."""
@@ -388,7 +467,7 @@ class Tailer(core.Service):
         """Gauges on their own clock: the read loop may be paused by back-pressure."""
         while True:
             self._update_gauges()
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(_GAUGE_INTERVAL_S)
 
     def _update_gauges(self) -> None:
         lag = 0
@@ -397,22 +476,25 @@ class Tailer(core.Service):
         metrics.LAG_BYTES.set(lag)
 
 
-def _glob_dirs(pattern: str) -> list[str]:
-    """Every existing directory on the way to a glob's files, from its static prefix down.
+def _glob_dirs(pattern: str) -> list[tuple[str, bool, str]]:
+    """Every existing directory on the way to a glob's files, from its static prefix down,
+    each with whether it is the files' own directory (True) or one above it, and the glob
+    of the names in it that lead to the files.
 
     Watching each level means a new pod folder, its container folder and the first log
     file in it each wake the loop, which then rescans.
     """
     parts = pattern.split("/")
-    found: list[str] = []
+    found: list[tuple[str, bool, str]] = []
     for depth in range(1, len(parts)):
         joined = "/".join(parts[:depth])
         if not joined:
             continue
+        own, names = depth == len(parts) - 1, parts[depth]
         if any(ch in joined for ch in "*?["):
-            found.extend(d for d in glob.glob(joined) if os.path.isdir(d))
+            found.extend((d, own, names) for d in glob.glob(joined) if os.path.isdir(d))
         elif os.path.isdir(joined):
-            found.append(joined)
+            found.append((joined, own, names))
     return found
 
 

@@ -6,10 +6,18 @@ disk queue); ``{"ack": chunk}`` goes back only after ``deliver`` returned, i.e. 
 events are durable. A ``deliver`` that raises means "not stored": no ack, and the
 connection is closed so that the client resends.
 
-Limits, each logged as one JSON line (logger ``kloghub.transport``) and counted in
-``kloghub_forward_refused_total{reason}``, and each closing only the connection at fault:
-``max_connections``, ``tls_handshake`` (plaintext to a TLS listener, a bad client
-certificate), ``auth`` (wrong shared key, username or password), ``frame_too_large``
+Who the peer is (``transport._auth``) is settled before the first request: TLS (a client
+certificate names the node), then the handshake (shared key, users), then the policy for
+peers that proved nothing (``listener.unauthenticated``). Every batch is delivered with
+that :class:`core.Origin`; the collector takes provenance from it, not from the records.
+
+Limits, each counted in ``kloghub_forward_refused_total{reason}``, logged as one JSON line
+(logger ``kloghub.transport``) the first time a peer address hits that reason (later ones
+at DEBUG), and each closing only the connection at fault: ``max_connections``,
+``max_connections_per_peer`` (connections open from one IP address), ``handshake_timeout``
+(TLS and the handshake not done in ``handshake_timeout``), ``tls_handshake`` (plaintext to a
+TLS listener, a bad client certificate), ``auth`` (wrong shared key, username or password),
+``unauthenticated`` (nothing proven while ``unauthenticated: refuse``), ``frame_too_large``
 (``max_frame_bytes``, also applied to decompressed entries), ``malformed`` (not msgpack,
 not the protocol), ``truncated`` (connection closed in the middle of a request),
 ``frame_timeout`` (a request started and not finished in time, the slow-loris case),
@@ -21,7 +29,7 @@ being stored twice; a resend that arrives while the first copy is still being st
 waits for its outcome.
 
 Not done here: the UDP heartbeat, Fluentd's JSON request form, ``zstd`` compression,
-metrics and traces payloads; per-user shared keys (Fluentd's ``<client>`` sections);
+metrics and traces payloads; per-client shared keys (Fluentd's ``<client>`` sections);
 load shedding other than back-pressure (a slow ``deliver`` stops reading that connection,
 which TCP passes back to the client). No Kafka: several collectors behind one Service is
 the scaling story (DESIGN.md §8).
@@ -42,7 +50,7 @@ from typing import Any
 
 from kloghub import config, core
 from kloghub.runtime import metrics
-from kloghub.transport import _protocol
+from kloghub.transport import _auth, _protocol
 
 __all__ = ["Deliver", "ForwardServer"]
 
@@ -132,6 +140,11 @@ def server_ssl_context(listener: config.ListenerConfig) -> ssl.SSLContext | None
                 )
             context.load_verify_locations(cafile=tls.ca_file)
             context.verify_mode = ssl.CERT_REQUIRED
+        elif tls.ca_file is not None:
+            # A certificate is optional, but one that is offered must be valid: it names
+            # the node (peers without one authenticate in the handshake, or not at all).
+            context.load_verify_locations(cafile=tls.ca_file)
+            context.verify_mode = ssl.CERT_OPTIONAL
     except (OSError, ssl.SSLError) as exc:
         raise core.ConfigError([f"listener.tls: cannot load certificates: {exc}"]) from None
     return context
@@ -159,8 +172,10 @@ class ForwardServer(core.Service):
         self._draining = False
         key = listener.shared_key.get_secret_value() if listener.shared_key else None
         self._shared_key = key
-        self._users = {u.username: u.password.get_secret_value() for u in listener.users}
+        self._auth = _auth.Authenticator(listener)
+        self._users = self._auth.passwords
         self._handshake = key is not None or bool(self._users)
+        self._per_peer: collections.Counter[str] = collections.Counter()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -187,6 +202,7 @@ class ForwardServer(core.Service):
                 "tls": self._ssl is not None,
                 "mutual_tls": self._config.require_client_cert,
                 "handshake": self._handshake,
+                "unauthenticated": self._config.unauthenticated,
             },
         )
 
@@ -231,6 +247,17 @@ class ForwardServer(core.Service):
             )
             await connection.close()
             return
+        address = connection.address
+        if self._per_peer[address] >= self._config.max_connections_per_peer:
+            connection.refuse(
+                _RefuseError(
+                    "max_connections_per_peer",
+                    "connection refused: this address has max_connections_per_peer open",
+                )
+            )
+            await connection.close()
+            return
+        self._per_peer[address] += 1
         self._connections[task] = connection
         metrics.FORWARD_CONNECTIONS.inc()
         try:
@@ -254,6 +281,9 @@ class ForwardServer(core.Service):
             )
         finally:
             del self._connections[task]
+            self._per_peer[address] -= 1
+            if self._per_peer[address] <= 0:
+                del self._per_peer[address]
             metrics.FORWARD_CONNECTIONS.dec()
             await connection.close()
 
@@ -270,15 +300,21 @@ class _Connection:
         self.writer = writer
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         self.decoder = _protocol.StreamDecoder(self.config.max_frame_bytes)
         self.busy = False
         self.records = 0
+        self.origin = core.Origin("none", address=self.address)
+        self._certificate: dict[str, Any] | None = None
 
     def refuse(self, refused: _RefuseError) -> None:
+        level = refused.level
         if refused.reason is not None:
             metrics.FORWARD_REFUSED.labels(refused.reason).inc()
+            if not self.server._auth.logged.first(self.address, refused.reason):
+                level = logging.DEBUG
         _log.log(
-            refused.level,
+            level,
             str(refused),
             extra={"peer": self.peer, "reason": refused.reason, "records": self.records},
         )
@@ -293,18 +329,28 @@ class _Connection:
             await asyncio.wait_for(self.writer.wait_closed(), 1.0)
 
     async def run(self) -> None:
-        if self.server._ssl is not None:
-            await self._start_tls(self.server._ssl)
-        if self.server._handshake:
-            await self._handshake()
+        server = self.server
+        try:
+            async with asyncio.timeout(self.config.handshake_timeout):
+                if server._ssl is not None:
+                    await self._start_tls(server._ssl)
+                if server._handshake:
+                    self.origin = await self._handshake()
+                else:
+                    self.origin = server._auth.origin(self.address, certificate=self._certificate)
+        except TimeoutError:
+            raise _RefuseError(
+                "handshake_timeout",
+                "TLS and the Forward handshake did not finish in handshake_timeout; closed",
+            ) from None
+        refusal = server._auth.admit(self.origin)
+        if refusal is not None:
+            raise _RefuseError("unauthenticated", refusal)
         await self._serve()
 
     async def _start_tls(self, context: ssl.SSLContext) -> None:
         try:
-            async with asyncio.timeout(self.config.frame_timeout):
-                await self.writer.start_tls(context)
-        except TimeoutError:
-            raise _RefuseError("tls_handshake", "TLS handshake did not finish in time") from None
+            await self.writer.start_tls(context)
         except (ssl.SSLError, ConnectionError, OSError) as exc:
             raise _RefuseError(
                 "tls_handshake",
@@ -312,8 +358,9 @@ class _Connection:
             ) from None
         peer = self.writer.get_extra_info("peercert")
         if peer:
-            subject = dict(item for rdn in peer.get("subject", ()) for item in rdn)
-            self.peer = f"{self.peer} ({subject.get('commonName', '?')})"
+            self._certificate = peer
+            identity = _auth.certificate_identity(peer)
+            self.peer = f"{self.peer} ({identity[0] if identity else '?'})"
 
     async def _write(self, data: bytes) -> None:
         self.writer.write(data)
@@ -338,21 +385,19 @@ class _Connection:
             )
         return data
 
-    async def _handshake(self) -> None:
+    async def _handshake(self) -> core.Origin:
+        """HELO/PING/PONG (bounded by ``handshake_timeout`` in :meth:`run`); the origin."""
         server = self.server
         nonce = os.urandom(16)
         auth_salt = os.urandom(16) if server._users else b""
         await self._write(_protocol.encode_helo(nonce, auth_salt))
-        deadline = time.monotonic() + self.config.frame_timeout
         value: Any = None
         while True:
             frame = next(self.decoder.frames(), None)
             if frame is not None:
                 value = frame[0]
                 break
-            data = await self._read(
-                deadline - time.monotonic(), "auth", "client did not complete the handshake"
-            )
+            data = await self.reader.read(_READ_BYTES)
             if not data:
                 raise _RefuseError("auth", "client closed the connection during the handshake")
             self.decoder.feed(data)
@@ -386,7 +431,15 @@ class _Connection:
         await self._write(
             _protocol.encode_pong(ok=True, reason="", hostname=hostname, digest=digest)
         )
-        self.peer = f"{self.peer} ({ping.hostname})"
+        origin = server._auth.origin(
+            self.address,
+            certificate=self._certificate,
+            username=ping.username if server._users else None,
+            shared_key=True,
+            claimed_host=ping.hostname,
+        )
+        self.peer = f"{self.peer} ({origin.identity or ping.hostname})"
+        return origin
 
     async def _pong_refusal(self, reason: str) -> None:
         with contextlib.suppress(_RefuseError, ConnectionError, OSError):
@@ -457,7 +510,7 @@ class _Connection:
             done = dedup.begin(chunk)
         try:
             if request.events:
-                await self.server._deliver(core.Batch(request.events))
+                await self.server._deliver(core.Batch(request.events, self.origin))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever the queue raises means "not stored"

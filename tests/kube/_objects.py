@@ -1,0 +1,96 @@
+"""Objects the Kubernetes tests create on the real apiserver, as plain manifests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+IMAGE = "registry.example/app:1.0"
+
+
+def owner(obj: Any, *, controller: bool = True) -> dict[str, Any]:
+    """An ownerReference to ``obj`` (a client model or a dict the API answered with)."""
+    meta = obj["metadata"] if isinstance(obj, dict) else obj.metadata
+    get = meta.get if isinstance(meta, dict) else lambda key: getattr(meta, key)
+    return {
+        "apiVersion": obj["apiVersion"] if isinstance(obj, dict) else obj.api_version,
+        "kind": obj["kind"] if isinstance(obj, dict) else obj.kind,
+        "name": get("name"),
+        "uid": get("uid"),
+        "controller": controller,
+        "blockOwnerDeletion": True,
+    }
+
+
+def pod(
+    name: str,
+    node: str,
+    *,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    owners: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A pod bound to ``node`` (no scheduler or kubelet: ``spec.nodeName`` is set here)."""
+    meta: dict[str, Any] = {"name": name, "labels": labels or {}, "annotations": annotations or {}}
+    if owners:
+        meta["ownerReferences"] = owners
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {
+            "nodeName": node,
+            "automountServiceAccountToken": False,
+            "containers": [{"name": "app", "image": IMAGE}],
+        },
+    }
+
+
+def _template(labels: dict[str, str], restart: str = "Always") -> dict[str, Any]:
+    return {
+        "metadata": {"labels": labels},
+        "spec": {"restartPolicy": restart, "containers": [{"name": "app", "image": IMAGE}]},
+    }
+
+
+def deployment(name: str) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {"selector": {"matchLabels": labels}, "template": _template(labels)},
+    }
+
+
+def replicaset(name: str, template_hash: str, owner_ref: dict[str, Any]) -> dict[str, Any]:
+    labels = {"app": owner_ref["name"], "pod-template-hash": template_hash}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {"name": name, "labels": labels, "ownerReferences": [owner_ref]},
+        "spec": {"selector": {"matchLabels": labels}, "template": _template(labels)},
+    }
+
+
+def cronjob(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": name},
+        "spec": {
+            "schedule": "*/5 * * * *",
+            "jobTemplate": {"spec": {"template": _template({"job": name}, "Never")}},
+        },
+    }
+
+
+def job(name: str, owner_ref: dict[str, Any] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if owner_ref is not None:
+        meta["ownerReferences"] = [owner_ref]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": {"template": _template({"job": name}, "Never")},
+    }
