@@ -131,6 +131,7 @@ def debian_recipe() -> list[str]:
     return [
         "--variant=minbase",
         "--include=" + ",".join(BASE_PACKAGES),
+        '--aptopt=Acquire::Languages "none"',  # no translations downloaded
         *(f"--dpkgopt={option}" for option in DPKG_OPTIONS),
         SUITE,
         "-",  # the output path goes here
@@ -378,20 +379,21 @@ def main() -> int:
     parser.add_argument("--no-sbom", action="store_true", help="skip the OCI archive and SBOM")
     args = parser.parse_args()
     need("buildah", "to build the image without a daemon")
+    if args.command == "ref":  # no lock: answers at once, even while a build runs
+        base_ref = (
+            f"localhost/kloghub-base:{SUITE}-{debian_key()}" if args.base == "debian" else args.base
+        )
+        if not image_exists(base_ref):
+            log(f"the base {base_ref} is not there: run `make image`")
+            return 1
+        ref = f"{NAME}:src-{content_key(base_ref)}"
+        if not image_exists(ref):
+            log(f"{ref} is not built: run `make image`")
+            return 1
+        print(ref)
+        return 0
     with (cache_dir() / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two runs at once build once
-        if args.command == "ref":
-            base_ref = (
-                f"localhost/kloghub-base:{SUITE}-{debian_key()}"
-                if args.base == "debian"
-                else args.base
-            )
-            ref = f"{NAME}:src-{content_key(base_ref)}"
-            if not image_exists(ref):
-                log(f"{ref} is not built: run `make image`")
-                return 1
-            print(ref)
-            return 0
         base_ref = resolve_base(args.base)
         key = content_key(base_ref)
         ref = f"{NAME}:src-{key}"

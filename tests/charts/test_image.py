@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shlex
@@ -97,3 +98,47 @@ def test_dockerignore_sends_only_what_the_build_copies():
             copied |= {w.rstrip("/") for w in words[:-1]}
     for path in copied:
         assert f"!{path}" in lines or f"!{path}/" in lines, path
+
+
+def _image_script() -> Any:
+    spec = importlib.util.spec_from_file_location("image", _dockerfile.REPO / "scripts/image.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_image_content_key_changes_with_the_build_context_and_the_base_only(tmp_path, monkeypatch):
+    """If this failed, `make test` would reuse an image built from other sources (or
+    rebuild it for every bytecode file and build output)."""
+    image = _image_script()
+    for name in ("pyproject.toml", "README.md", "agent/Dockerfile", "agent/Dockerfile.dockerignore",
+                 "native/Cargo.toml", "native/src/lib.rs", "src/kloghub/__init__.py"):  # fmt: skip
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    monkeypatch.setattr(image, "REPO", tmp_path)
+    monkeypatch.setattr(image, "DOCKERFILE", tmp_path / "agent/Dockerfile")
+    monkeypatch.setattr(image, "IGNOREFILE", tmp_path / "agent/Dockerfile.dockerignore")
+    monkeypatch.setattr(image, "image_id", lambda ref: f"id-of-{ref}")
+    key = image.content_key("base")
+    for name in ("src/kloghub/__pycache__/x.pyc", "src/kloghub/_native.abi3.so",
+                 "native/target/release/x", "bench/x.py", ".venv/x"):  # fmt: skip
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("build output")
+    assert image.content_key("base") == key
+    assert image.content_key("other-base") != key
+    for name in ("src/kloghub/__init__.py", "native/src/lib.rs", "agent/Dockerfile", "README.md"):
+        before = (tmp_path / name).read_text()
+        (tmp_path / name).write_text(before + " ")
+        assert image.content_key("base") != key, name
+        (tmp_path / name).write_text(before)
+    assert image.content_key("base") == key
+
+
+def test_image_script_hashes_what_the_ignore_file_lets_into_the_build():
+    """If this failed, a file the build copies could change without a rebuild."""
+    image = _image_script()
+    ignore = (_dockerfile.DOCKERFILE.parent / "Dockerfile.dockerignore").read_text(encoding="utf-8")
+    allowed = {ln[1:].rstrip("/") for ln in ignore.splitlines() if ln.startswith("!")}
+    assert allowed == set(image.CONTEXT_FILES) | set(image.CONTEXT_TREES)
