@@ -246,16 +246,16 @@ def test_everything_kloghub_writes_is_on_a_mounted_volume(render, level, tmp_pat
     """If this failed, a pod would die on its read-only root file system the first time
     it writes its state, queue, store or a temporary file."""
     manifests = render({"level": level})
-    for component in ("agent", "collector"):
+    for component in ("agent", "agent-audit", "collector"):
         workload = sc.workload(manifests, component)
         if workload is None:
             continue
-        p = _image.Pod(manifests, workload, tmp_path)
+        p = _image.Pod(manifests, workload, tmp_path / f"{component}-pod")
         assert p.security()["readOnlyRootFilesystem"] is True
         writable = [m["mountPath"] for m in p.container["volumeMounts"] if not m.get("readOnly")]
         text, env = sc.pod(manifests, component, tmp_path / component)
         settings = sc.load(text, tmp_path, env)
-        section = getattr(settings, component)
+        section = getattr(settings, component.split("-")[0])
         written = [str(section.state_dir), "/tmp"]
         sinks = getattr(section, "sinks", [])
         written += [s.url.split(":", 1)[1] for s in sinks if s.url.startswith(("store:", "file:"))]
