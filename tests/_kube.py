@@ -198,6 +198,9 @@ class ControlPlane:
         self.etcd_url = f"http://127.0.0.1:{self.etcd_port}"
         self.audit_log = workdir / "audit" / "audit.log"
         self.admin_kubeconfig = workdir / "admin.kubeconfig"
+        self.webhook_port = free_port()
+        """Where the apiserver posts audit batches (kept: a collector started there gets them)."""
+        self.webhook_kubeconfig = workdir / "audit-webhook.kubeconfig"
         self.timings: dict[str, float] = {}
         self._etcd: _Process | None = None
         self._apiserver: _Process | None = None
@@ -218,8 +221,24 @@ class ControlPlane:
             "admin", "/CN=kloghub-admin/O=system:masters", usage="clientAuth"
         )
         self.sa_key = self.certs.signing_key("sa")
+        # The audit webhook: the apiserver's client certificate (role control-plane) and
+        # the serving certificate a collector on webhook_port presents.
+        self.webhook_client = self.certs.issue(
+            "webhook-client", "/CN=kube-apiserver/O=control-plane", usage="clientAuth"
+        )
+        self.webhook_serving = self.certs.issue(
+            "webhook", "/CN=kloghub-collector", usage="serverAuth", sans="IP:127.0.0.1"
+        )
         self.timings["certificates_s"] = time.monotonic() - started
         self.audit_log.parent.mkdir(parents=True, exist_ok=True)
+        self._write_kubeconfig(
+            self.webhook_kubeconfig,
+            {
+                "client-certificate": str(self.webhook_client[0]),
+                "client-key": str(self.webhook_client[1]),
+            },
+            server=f"https://127.0.0.1:{self.webhook_port}/audit",
+        )
         self._write_kubeconfig(
             self.admin_kubeconfig,
             {
@@ -300,6 +319,12 @@ class ControlPlane:
                 f"--audit-policy-file={AUDIT_POLICY}",
                 f"--audit-log-path={self.audit_log}",
                 "--audit-log-format=json",
+                # And the webhook backend, to webhook_port (nobody listens there until a
+                # test starts a collector: batches fail fast, retry briefly, are dropped).
+                f"--audit-webhook-config-file={self.webhook_kubeconfig}",
+                "--audit-webhook-mode=batch",
+                "--audit-webhook-batch-max-wait=500ms",
+                "--audit-webhook-initial-backoff=200ms",
                 # Priority and fairness would create its flow schemas at every start: work
                 # the tests do not look at, on machines with two cores.
                 "--enable-priority-and-fairness=false",

@@ -53,6 +53,9 @@ FRAGMENTS: dict[str, tuple[type[BaseModel], tuple[str, ...]]] = {
             "listener.users",
             "listener.tls",
             "listener.require_client_cert",
+            # Not wired by the chart (its certificates and port are not mounted or exposed):
+            # refused by helm rather than accepted and broken.
+            "audit_webhook",
         ),
     ),
     "sinkSettings": (_models.SinkConfig, ("url", "username", "index", "indexer_ack", "tls")),

@@ -1,4 +1,5 @@
-"""The collector process: Forward input → ECS normalization → per-sink disk queue → sink.
+"""The collector process: Forward input (and the audit webhook input) → ECS normalization →
+per-sink disk queue → sink.
 
 A chunk is acknowledged to the agent only when its documents are durable in the queue of
 every sink (``ForwardServer`` calls :meth:`_Router.deliver`, which returns after the
@@ -76,4 +77,6 @@ def build(cfg: config.CollectorConfig) -> runtime.Daemon:
     router = _Router(normalize.Normalizer(cfg.normalizer), queues)
     listener = transport.ForwardServer(cfg.listen, cfg.listener, router.deliver)
     components: list[core.Component] = [dlq, *queues, *built, *pumps, listener]
+    if cfg.audit_webhook.enabled:
+        components.append(transport.AuditWebhook(cfg.audit_webhook, router.deliver))
     return runtime.Daemon("collector", components, cfg.metrics_addr, cfg.drain_timeout, readiness)

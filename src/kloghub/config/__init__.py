@@ -8,6 +8,7 @@ from kloghub.config._loader import LEVELS, Level, Settings, dump, load, load_pre
 from kloghub.config._models import (
     AgentConfig,
     AuditSource,
+    AuditWebhookConfig,
     BufferConfig,
     CollectorConfig,
     ContainerSource,
@@ -36,6 +37,7 @@ __all__ = [
     "LEVELS",
     "AgentConfig",
     "AuditSource",
+    "AuditWebhookConfig",
     "BufferConfig",
     "CollectorConfig",
     "ContainerSource",

@@ -33,6 +33,7 @@ from kloghub.config._types import (
 __all__ = [
     "AgentConfig",
     "AuditSource",
+    "AuditWebhookConfig",
     "BufferConfig",
     "CollectorConfig",
     "ContainerSource",
@@ -538,6 +539,46 @@ class DetectionsConfig(Model):
     enabled: bool = False
 
 
+class AuditWebhookConfig(Model):
+    """An HTTPS endpoint for the API server's audit webhook backend
+    (``--audit-webhook-config-file``): real-time audit events without access to the
+    control plane's files, as managed clusters and Falco's k8saudit plugin use it.
+
+    It accepts ``POST`` of ``audit.k8s.io/v1`` ``EventList`` batches and answers ``200``
+    only once every event is durable in every sink's queue (the API server retries a
+    batch that got no answer or a 5xx: documents have content-derived ids, so a retried
+    batch overwrites itself). Each event is normalized exactly like a line of a tailed
+    audit log. Mutual TLS is required: the webhook kubeconfig's client certificate must be
+    signed by ``client_ca_file`` and carry one of ``allowed_roles`` as an Organization
+    (O). Anything else is refused before the body is read and counted in
+    ``kloghub_audit_webhook_refused_total``."""
+
+    enabled: bool = False
+    listen: HostPort = "127.0.0.1:9443"
+    cert_file: Path | None = None
+    """The endpoint's serving certificate (the kubeconfig's ``certificate-authority``
+    must sign it, for the name in its ``server`` URL)."""
+    key_file: Path | None = None
+    client_ca_file: Path | None = None
+    """CA that signs the API server's client certificate."""
+    allowed_roles: list[str] = Field(default_factory=lambda: ["control-plane"])
+    """Organizations (O) of the client certificate that may send audit events."""
+    max_body_bytes: Size = Size(16 * 1024 * 1024)
+    """Largest batch accepted (``413`` above): the API server's batches are at most
+    ``--audit-webhook-batch-max-size`` events (400 by default)."""
+    max_concurrent: int = Field(default=4, ge=1, le=64)
+    """Batches stored at once; more wait their turn (memory stays bounded)."""
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> AuditWebhookConfig:
+        if self.enabled and None in (self.cert_file, self.key_file, self.client_ca_file):
+            raise ValueError(
+                "the audit webhook needs cert_file, key_file and client_ca_file (mutual TLS "
+                "is how the API server proves it is the sender)"
+            )
+        return self
+
+
 class CollectorConfig(Model):
     """The central collector."""
 
@@ -554,6 +595,7 @@ class CollectorConfig(Model):
         default_factory=lambda: [SinkConfig(url="store:/var/lib/kloghub-collector/store.db")]
     )
     detections: DetectionsConfig = Field(default_factory=DetectionsConfig)
+    audit_webhook: AuditWebhookConfig = Field(default_factory=AuditWebhookConfig)
     dead_letter_max_bytes: Size = Size(512 * 1024 * 1024)
     """Upper bound of the dead-letter store."""
 

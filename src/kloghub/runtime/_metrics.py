@@ -10,6 +10,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = [
+    "AUDIT_WEBHOOK_REFUSED",
     "BUFFER_BYTES",
     "BYTES_READ",
     "DEAD_LETTERED",
@@ -89,6 +90,11 @@ RECORDS_RECEIVED = Counter(
 )
 FORWARD_CONNECTIONS = Gauge(
     "kloghub_forward_connections", "Open connections to the Forward protocol listener."
+)
+AUDIT_WEBHOOK_REFUSED = Counter(
+    "kloghub_audit_webhook_refused",
+    "Audit webhook requests refused (not stored), by reason.",
+    ["reason"],
 )
 FORWARD_REFUSED = Counter(
     "kloghub_forward_refused",

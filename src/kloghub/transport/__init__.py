@@ -2,15 +2,18 @@
 
 ``ForwardOutput`` is the agent's ``forward://`` / ``forward+tls://`` output;
 ``ForwardServer`` is the collector's listener, acknowledging a chunk only once ``deliver``
-stored it. The codec in ``protocol`` is shared by both and by tests.
+stored it; ``AuditWebhook`` the collector's HTTPS input for the API server's audit webhook
+backend, with the same contract. The codec in ``protocol`` is shared by both and by tests.
 """
 
 from kloghub.transport import _protocol as protocol
 from kloghub.transport._client import ForwardOutput, client_ssl_context
 from kloghub.transport._protocol import FrameTooLargeError, ProtocolError
 from kloghub.transport._server import Deliver, ForwardServer, server_ssl_context
+from kloghub.transport._webhook import AuditWebhook
 
 __all__ = [
+    "AuditWebhook",
     "Deliver",
     "ForwardOutput",
     "ForwardServer",
