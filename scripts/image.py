@@ -288,6 +288,8 @@ def build(base: str, key: str, base_ref: str) -> str:
     )
     seconds = time.monotonic() - started
     log(f"built {ref} in {seconds:.0f} s (base {base})")
+    for stale in artifacts(key).values():  # of an earlier build of the same sources
+        stale.unlink(missing_ok=True)
     summary = artifacts(key)["summary"]
     summary.write_text(json.dumps({"image": ref, "build_seconds": round(seconds)}) + "\n")
     return ref

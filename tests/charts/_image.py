@@ -2,7 +2,9 @@
 
 ``built()`` names the image of the current sources (``scripts/image.py ref``; `make test`
 builds it first, ``make image`` by hand). ``Podman.find()`` tries the ways podman can run
-a container on this machine and keeps the first that works. ``Pod`` turns a rendered
+a container on this machine and keeps the first that works; as root, the containers run
+in a user namespace (container IDs 0-65535 are host IDs 200000-265535), and ``Pod`` gives
+the files it provides the mapped owners. ``Pod`` turns a rendered
 workload into podman flags: the container's (or pod's) ``securityContext`` — user, group,
 ``fsGroup``, read-only root file system, capabilities, no privilege escalation — and its
 volumes, each as the kubelet would provide it (a host directory, a read-only directory of
