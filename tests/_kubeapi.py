@@ -1,7 +1,21 @@
-"""A Kubernetes API server for tests: pods, namespaces and nodes, list and watch over HTTP.
+"""A fake Kubernetes API server, kept only for the faults the real one cannot be made to
+produce on demand; everything else is tested against the real kube-apiserver of
+``tests/_kube.py`` (``tests/kube/``). The faults, and where they are used:
 
-Written from the API conventions (kubernetes.io/docs/reference/using-api/api-concepts),
-so that a client that works against it has no reason to fail against a real API server.
+- **History expiring under a quiet watch** (``compact()`` + ``break_watches()``): the real
+  apiserver answers a resumed watch from its watch cache, which keeps every event for at
+  least 75 s whatever etcd compacted; only a restart empties it, and a restart moves etcd's
+  revision past any bookmark. So "a watch resumed from a bookmark after compaction does not
+  relist" (``tests/enrich/test_watcher.py``) needs this server.
+- **A continue token expiring between two pages of one list** (``after_page`` + ``compact``):
+  the real server gives no hook between the pages of a client's list.
+- **No server at all** behind a kubeconfig (``kubeconfig(port=...)`` of a port nobody
+  listens on): the lifecycle test of the watcher (``tests/core/test_lifecycle.py``).
+
+``make_pod`` builds pod objects as the API returns them (status included) for the tests of
+the cache, the decider and the filters, which need no server.
+
+Written from the API conventions (kubernetes.io/docs/reference/using-api/api-concepts).
 Plain HTTP on 127.0.0.1 (a random port unless one is given); a bearer token is required.
 
 What it implements:

@@ -31,6 +31,8 @@ SECRETS: dict[tuple[str, str], str] = {
     ("os-creds", "password"): f"os-pass{HOSTILE}word-c0ffee",
     ("splunk-hec", "token"): "00000000-hec-token-4e1d",
     ("edge-user", "password"): f"edge{HOSTILE}pw-b7e2",
+    ("agent-users", "agent"): f"agent{HOSTILE}pw-1a2b",
+    ("agent-users", "control-plane"): f"control{HOSTILE}plane-pw-3c4d",
     # Certificates are read when a daemon starts, not by the loader: any text stands in.
     ("kloghub-forward-tls", "ca.crt"): "-----BEGIN CERTIFICATE-----\n(test)\n",
     ("kloghub-forward-tls", "tls.crt"): "-----BEGIN CERTIFICATE-----\n(test)\n",
@@ -100,6 +102,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "level": "run",
         "forward": {
             **FORWARD_AUTH,
+            "agentUsersSecret": {"name": "agent-users"},
             "users": [
                 {"username": "edge", "passwordSecret": {"name": "edge-user", "key": "password"}}
             ],

@@ -80,7 +80,8 @@ def test_a_secret_with_quote_backslash_and_newline_reaches_the_process_intact(
     listener = settings.collector.listener
     assert listener.shared_key is not None
     assert listener.shared_key.get_secret_value() == key
-    (user,) = listener.users
+    agent, control_plane, user = listener.users  # the chart's two users, then the given one
+    assert (agent.username, control_plane.username) == ("kloghub-agent", "kloghub-control-plane")
     assert (user.username, user.password.get_secret_value()) == (
         "edge",
         sc.SECRETS[("edge-user", "password")],

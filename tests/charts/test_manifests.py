@@ -458,7 +458,7 @@ def test_no_configmap_holds_a_secret(manifests):
                 assert secret not in text
 
 
-GENERATED_KEYS = {"shared-key", "ca.crt", "tls.crt", "tls.key"}
+GENERATED_KEYS = {"shared-key", "ca.crt", "tls.crt", "tls.key", "agent", "control-plane"}
 
 
 @pytest.mark.parametrize("manifests", SCENARIOS, indirect=True)
@@ -466,7 +466,11 @@ def test_the_only_secrets_the_chart_creates_hold_material_it_generated(manifests
     """If this failed, the chart would copy a credential from values (or from a Secret
     it only references) into a Secret of its own."""
     for secret in sc.find(manifests, "Secret"):
-        assert secret["metadata"]["name"] in ("kl-kloghub-forward", "kl-kloghub-forward-tls")
+        assert secret["metadata"]["name"] in (
+            "kl-kloghub-forward",
+            "kl-kloghub-forward-tls",
+            "kl-kloghub-forward-users",
+        )
         assert set(secret["data"]) <= GENERATED_KEYS
         assert "stringData" not in secret
         decoded = [base64.b64decode(v).decode() for v in secret["data"].values()]
@@ -488,6 +492,17 @@ def test_credentials_are_mounted_files_never_environment_variables(manifests):
 
 WITH_SECRETS = WITH_COLLECTOR  # the Forward shared key, at least
 SECRET_FIELDS = {"passwordSecret": "password", "apiKeySecret": "api_key", "tokenSecret": "token"}
+
+
+def chart_user_passwords(manifests: list[sc.Manifest], values: dict[str, Any]) -> dict[str, str]:
+    """The passwords of the chart's own handshake users: a given Secret's, or generated."""
+    given = values.get("forward", {}).get("agentUsersSecret", {}).get("name")
+    if given:
+        return {user: sc.SECRETS[(given, user)] for user in ("agent", "control-plane")}
+    (secret,) = [
+        s for s in sc.find(manifests, "Secret") if s["metadata"]["name"].endswith("-forward-users")
+    ]
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
 
 
 def generated_shared_key(manifests: list[sc.Manifest]) -> str:
@@ -538,10 +553,18 @@ def test_secrets_reach_the_loader_through_mounted_files(manifests, values, tmp_p
         assert output.shared_key is not None
         assert output.shared_key.get_secret_value() == forward_key
     users = values.get("forward", {}).get("users", [])
+    chart_users = chart_user_passwords(manifests, values)
     assert [(u.username, u.password.get_secret_value()) for u in collector.listener.users] == [
+        ("kloghub-agent", chart_users["agent"]),
+        ("kloghub-control-plane", chart_users["control-plane"]),
+    ] + [
         (u["username"], sc.SECRETS[(u["passwordSecret"]["name"], u["passwordSecret"]["key"])])
         for u in users
     ]
+    for output in agent.outputs:
+        assert output.username == "kloghub-agent"
+        assert output.password is not None
+        assert output.password.get_secret_value() == chart_users["agent"]
 
     # `kloghub search` in the collector pod reads the first searchable backend with the
     # same credentials as its sink.

@@ -125,7 +125,7 @@ def _render_with_existing(
     template = chart / "templates" / "forward-secrets.yaml"
     text = template.read_text(encoding="utf-8")
     call = 'lookup "v1" "Secret" .Release.Namespace $name'
-    assert text.count(call) == 2
+    assert text.count(call) == 3
     template.write_text(
         text.replace(call, "(get .Values.testExisting $name | default dict)"), encoding="utf-8"
     )
@@ -145,13 +145,18 @@ def test_generated_key_and_certificates_are_kept_across_upgrades(helm, tmp_path)
     running agents still hold the old ones: the link would break until every pod restarts."""
     first = _render_with_existing(helm, {"level": "walk"}, {}, tmp_path / "a")
     existing = {s["metadata"]["name"]: {"data": s["data"]} for s in sc.find(first, "Secret")}
-    assert set(existing) == {"kl-kloghub-forward", "kl-kloghub-forward-tls"}
+    assert set(existing) == {
+        "kl-kloghub-forward",
+        "kl-kloghub-forward-tls",
+        "kl-kloghub-forward-users",
+    }
     again = _render_with_existing(helm, {"level": "walk"}, existing, tmp_path / "b")
     assert {s["metadata"]["name"]: {"data": s["data"]} for s in sc.find(again, "Secret")} == (
         existing
     )
     fresh = _render_with_existing(helm, {"level": "walk"}, {}, tmp_path / "c")
-    assert secret_data(fresh, "kl-kloghub-forward") != secret_data(first, "kl-kloghub-forward")
+    for name in ("kl-kloghub-forward", "kl-kloghub-forward-users"):
+        assert secret_data(fresh, name) != secret_data(first, name)
 
 
 def test_a_given_secret_replaces_what_the_chart_would_generate(render):
@@ -165,7 +170,14 @@ def test_a_given_secret_replaces_what_the_chart_would_generate(render):
         if m is not None
         for v in sc.pod_spec(m)["volumes"]
     }
-    assert {"kloghub-forward", "kloghub-forward-tls"} <= names
+    names |= {
+        source["secret"]["name"]
+        for m in (sc.workload(manifests, "agent"), sc.workload(manifests, "collector"))
+        if m is not None
+        for v in sc.pod_spec(m)["volumes"]
+        for source in v.get("projected", {}).get("sources", [])
+    }
+    assert {"kloghub-forward", "kloghub-forward-tls", "agent-users"} <= names
 
 
 # --------------------------------------------------------------------------- cert-manager
@@ -216,6 +228,17 @@ def _policy(manifests: list[sc.Manifest], component: str) -> dict[str, Any]:
     return dict(policy["spec"])
 
 
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels, matchExpressions with In) selects ``labels``."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
 def _pod_labels(manifests: list[sc.Manifest], component: str) -> dict[str, str]:
     workload = sc.workload(manifests, component)
     assert workload is not None
@@ -234,13 +257,17 @@ def test_only_agents_reach_the_forward_port_and_only_prometheus_the_metrics(rend
     assert set(by_port) == {"forward", "metrics"}
     (agents,) = by_port["forward"]
     assert set(agents) == {"podSelector"}  # this namespace only
-    selector = agents["podSelector"]["matchLabels"]
-    assert selector.items() <= _pod_labels(manifests, "agent").items()
-    assert not selector.items() <= _pod_labels(manifests, "collector").items()
+    selector = agents["podSelector"]
+    wanted = ["agent", "agent-audit"] if level == "run" else ["agent"]
+    for component in wanted:
+        assert _selects(selector, _pod_labels(manifests, component)), component
+    assert not _selects(selector, _pod_labels(manifests, "collector"))
     prometheus = [{"namespaceSelector": {}, "podSelector": {"matchLabels": {
         "app.kubernetes.io/name": "prometheus"}}}]  # fmt: skip
     assert by_port["metrics"] == prometheus
     agent = _policy(manifests, "agent")
+    for component in wanted:
+        assert _selects(agent["podSelector"], _pod_labels(manifests, component)), component
     assert agent["ingress"] == [
         {"from": prometheus, "ports": [{"port": "metrics", "protocol": "TCP"}]}
     ]
@@ -277,3 +304,62 @@ def test_crawl_has_only_the_agent_policy(render):
     """If this failed, crawl (no collector) would render a policy for pods that do not exist."""
     policies = sc.find(render({"level": "crawl"}), "NetworkPolicy")
     assert [p["metadata"]["name"] for p in policies] == ["kl-kloghub-agent"]
+
+
+# --------------------------------------------------------------------------- identities
+
+
+def test_at_run_only_the_control_plane_audit_agents_may_send_audit_events(render, tmp_path):
+    """If this failed, either the chart's audit log would be refused as a policy violation,
+    or every node's agent (and so a compromised worker) could forge audit events."""
+    from kloghub.transport import _auth
+
+    manifests = render({"level": "run"})
+    audit_ds = sc.workload(manifests, "agent-audit")
+    assert audit_ds is not None
+    spec = sc.pod_spec(audit_ds)
+    assert spec["nodeSelector"]["node-role.kubernetes.io/control-plane"] == ""
+    assert spec["automountServiceAccountToken"] is False
+    collector = settings(manifests, "collector", tmp_path / "c").collector
+    node_agent = settings(manifests, "agent", tmp_path / "a").agent
+    audit_agent = settings(manifests, "agent-audit", tmp_path / "b").agent
+    assert node_agent.sources.audit.enabled is False
+    assert audit_agent.sources.audit.enabled is True
+    assert not audit_agent.sources.containers.enabled and not audit_agent.enrichment.kubernetes_api
+    assert audit_agent.state_dir != node_agent.state_dir  # two checkpoint sets on one node
+    auth = _auth.Authenticator(collector.listener)
+    passwords = {u.username: u.password.get_secret_value() for u in collector.listener.users}
+    for agent, may_send_audit in ((node_agent, False), (audit_agent, True)):
+        (output,) = agent.outputs
+        assert output.username is not None and output.password is not None
+        assert passwords[output.username] == output.password.get_secret_value()
+        origin = auth.origin("10.0.0.1", username=output.username, shared_key=True)
+        assert (origin.method, origin.node) == ("password", None)  # shared: a membership
+        assert origin.may_send_audit is may_send_audit
+    assert passwords["kloghub-agent"] != passwords["kloghub-control-plane"]
+    # A node agent's pod never holds the control-plane password.
+    (volume,) = [v for v in sc.pod_spec(sc.workload(manifests, "agent"))["volumes"]
+                 if v["name"] == "forward-key"]  # fmt: skip
+    items = [i for src in volume["projected"]["sources"] for i in src["secret"].get("items", [])]
+    assert {i["key"] for i in items} == {"shared-key", "agent"}
+
+
+@pytest.mark.parametrize("level", ["walk", "run"])
+def test_the_collector_refuses_unauthenticated_peers_at_run_and_warns_at_walk(
+    render, level, tmp_path
+):
+    """If this failed, a default install would accept peers that prove nothing at run."""
+    manifests = render({"level": level})
+    collector = settings(manifests, "collector", tmp_path).collector
+    expected = "refuse" if level == "run" else "warn"
+    assert collector.listener.unauthenticated == expected
+    assert sc.workload(manifests, "agent-audit") is None or level == "run"
+
+
+def test_the_audit_daemonset_can_be_turned_off(render, tmp_path):
+    """If this failed, managed clusters (no control-plane nodes) would carry an empty
+    DaemonSet, or the node agents would ship audit lines their user may not send (stored
+    as policy violations)."""
+    manifests = render({"level": "run", "audit": {"enabled": False}})
+    assert sc.workload(manifests, "agent-audit") is None
+    assert settings(manifests, "agent", tmp_path).agent.sources.audit.enabled is False

@@ -152,16 +152,24 @@ def test_search_help_imports_no_framework():
 UNAUTHENTICATED = "accepts Forward peers without authentication"
 
 
-@pytest.mark.parametrize("level", ["walk", "run"])
-def test_validate_warns_about_a_listener_without_authentication(level):
+def test_validate_warns_about_a_listener_without_authentication():
     """If this failed, an operator could deploy a collector that anyone on the network can
     write into without being told."""
-    result = run("validate", "--level", level)
+    result = run("validate", "--level", "walk")
     assert result.returncode == 0
     assert f"kloghub: warning: collector.listener (127.0.0.1:24224) {UNAUTHENTICATED}" in (
         result.stderr
     )
-    assert yaml.safe_load(result.stdout)["level"] == level  # stdout stays parseable YAML
+    assert yaml.safe_load(result.stdout)["level"] == "walk"  # stdout stays parseable YAML
+
+
+def test_validate_warns_that_run_without_credentials_refuses_every_peer():
+    """If this failed, a collector at level run with no credentials configured would
+    silently refuse every agent."""
+    result = run("validate", "--level", "run")
+    assert result.returncode == 0
+    assert "collector.listener (127.0.0.1:24224) refuses every Forward peer" in result.stderr
+    assert UNAUTHENTICATED not in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -202,9 +210,11 @@ def test_validate_warns_when_tls_does_not_check_the_client(tmp_path, listener):
     authentication."""
     path = tmp_path / "k.yaml"
     path.write_text(yaml.safe_dump({"collector": {"listener": listener}}))
-    result = run("validate", "--config", str(path), "--level", "run")
+    result = run("validate", "--config", str(path), "--level", "walk")
     assert result.returncode == 0, result.stderr
     assert UNAUTHENTICATED in result.stderr
+    at_run = run("validate", "--config", str(path), "--level", "run")
+    assert "refuses every Forward peer" in at_run.stderr
 
 
 @pytest.mark.parametrize("args", [("--level", "crawl"), ("--level", "run", "--section", "agent")])

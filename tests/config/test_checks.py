@@ -28,17 +28,13 @@ def test_a_secured_listener_with_default_limits_gets_no_advice() -> None:
     [
         ({**AUTH, "unauthenticated": "warn"}, "unauthenticated is warn at level run"),
         ({"shared_key": "k"}, "cross the network in clear"),
-        (
-            {**AUTH, "users": [{"username": "all", "password": "p", "shared": True,
-                                "roles": ["control-plane"]}]},
-            "every agent holding it can send Kubernetes audit events",
-        ),
+        ({**AUTH, "audit_roles": ["control-plane", "node"]}, "every node identity can send"),
         ({**AUTH, "max_frame_bytes": "64MiB"}, "max_frame_bytes is 64 MiB"),
         ({**AUTH, "max_frame_bytes": "16MiB", "max_connections_per_peer": 100}, "1 GiB"),
         ({**AUTH, "idle_timeout": "1h"}, "idle_timeout is 3600 s"),
         ({**AUTH, "handshake_timeout": "5m"}, "handshake_timeout is 300 s"),
     ],
-    ids=["unauthenticated-at-run", "no-tls", "shared-audit-user", "frame", "per-peer-memory",
+    ids=["unauthenticated-at-run", "no-tls", "audit-from-nodes", "frame", "per-peer-memory",
          "idle", "handshake"],
 )  # fmt: skip
 def test_each_unsafe_combination_is_named(listener: dict[str, object], words: str) -> None:

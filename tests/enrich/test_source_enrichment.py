@@ -1,5 +1,5 @@
-"""The log source with pod metadata: full records from the cache, tombstones, outages,
-label changes, and the pod annotations applied per file."""
+"""The log source with pod metadata from the cache: the pod annotations applied per file.
+With the real apiserver (tombstones, outages, label changes): tests/kube/."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 
 from kloghub import config, core, enrich, kernels
 from kloghub.runtime import metrics
-from tests._kubeapi import KubeAPI, free_port, make_pod
+from tests._kubeapi import make_pod
 from tests._world import NUM, Collector, World, cri
-from tests.enrich._helpers import committed, source, until, watcher
+from tests.enrich._helpers import committed, source, until
 
 UID = "0b3c5a4e-1111-2222-3333-444455556666"
 
@@ -22,100 +22,6 @@ def cached(*objs) -> enrich.PodCache:
     for obj in objs:
         cache.upsert(enrich.pod_from_api(obj))
     return cache
-
-
-async def test_pod_deleted_before_its_lines_are_read_is_still_fully_enriched(world: World):
-    """If this failed, the last lines of short-lived pods (jobs, crashes) would lose metadata."""
-    async with KubeAPI(bookmark_interval=0.1) as api:
-        api.put(
-            "pods",
-            make_pod(
-                "job-x-8kq2z",
-                "batch",
-                uid=UID,
-                labels={"job-name": "job-x"},
-                owner=("Job", "job-x"),
-            ),
-        )
-        w = watcher(api.kubeconfig(world.root / "kc"))
-        await w.start()
-        try:
-            log = world.container_dir("batch", "job-x-8kq2z", UID) / "0.log"
-            log.write_bytes(cri(1) + cri(2))
-            api.delete("pods", "batch", "job-x-8kq2z")
-            await until(lambda: w.cache.get(UID).deleted_at is not None, what="the tombstone")
-            sink = Collector()
-            src = source(world, sink, decider=enrich.Enricher(w.cache, node_name="node-1"))
-            await src.start()
-            try:
-                await sink.wait_for(2)
-            finally:
-                await src.stop(5)
-        finally:
-            await w.stop(5)
-    k = sink.events[0].record["kubernetes"]
-    assert k["labels"] == {"job-name": "job-x"}
-    assert k["host"] == "node-1"
-    assert k["container_image"] == "registry.example/app:1.0"
-    assert "docker_id" in k and "container_hash" in k
-    assert sink.events[1].record["kloghub"]["owner"] == {"kind": "Job", "name": "job-x"}
-
-
-async def test_api_down_at_start_path_fields_at_once_then_full_metadata(world: World):
-    """If this failed, an API outage would hold lines back, or metadata would never come."""
-    port = free_port()
-    api = KubeAPI(port, bookmark_interval=0.1)
-    api.put("pods", make_pod("web-1", "shop", uid=UID, labels={"app": "web"}))
-    w = watcher(api.kubeconfig(world.root / "kc", port=port), initial_sync_timeout=0.2)
-    await w.start()
-    sink = Collector()
-    src = source(world, sink, decider=enrich.Enricher(w.cache, node_name="node-1"))
-    log = world.container_dir("shop", "web-1", UID) / "0.log"
-    log.write_bytes(cri(1))
-    await src.start()
-    try:
-        await sink.wait_for(1)  # not held while the API is unreachable
-        first = sink.events[0].record["kubernetes"]
-        assert first == {
-            "pod_name": "web-1",
-            "namespace_name": "shop",
-            "pod_id": UID,
-            "host": "node-1",
-            "container_name": "app",
-        }
-        await api.start()
-        assert await w.wait_synced(5)
-        World.append(log, [2])
-        await sink.wait_for(2)
-    finally:
-        await src.stop(5)
-        await w.stop(5)
-        await api.stop()
-    assert sink.events[1].record["kubernetes"]["labels"] == {"app": "web"}
-
-
-async def test_a_label_change_shows_up_on_the_next_lines_of_an_open_file(world: World):
-    """If this failed, a relabelled pod would keep its old labels until the agent restarts."""
-    async with KubeAPI(bookmark_interval=0.1) as api:
-        api.put("pods", make_pod("web-1", "shop", uid=UID, labels={"version": "1"}))
-        w = watcher(api.kubeconfig(world.root / "kc"))
-        await w.start()
-        sink = Collector()
-        src = source(world, sink, decider=enrich.Enricher(w.cache))
-        log = world.container_dir("shop", "web-1", UID) / "0.log"
-        log.write_bytes(cri(1))
-        await src.start()
-        try:
-            await sink.wait_for(1)
-            api.update("pods", "shop", "web-1", labels={"version": "2"})
-            await until(lambda: w.cache.get(UID).labels["version"] == "2")
-            World.append(log, [2])
-            await sink.wait_for(2)
-        finally:
-            await src.stop(5)
-            await w.stop(5)
-    labels = [e.record["kubernetes"]["labels"]["version"] for e in sink.events]
-    assert labels == ["1", "2"]
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,8 @@ def test_the_audit_log_records_requests_with_the_shipped_policy(kube) -> None:
     anonymous = [
         e
         for e in events
-        if e["user"]["username"] == "system:anonymous" and e["objectRef"].get("name") == "not-there"
+        if e["user"].get("username") == "system:anonymous"
+        and e["objectRef"].get("name") == "not-there"
     ]
     assert anonymous and anonymous[-1]["level"] == "Metadata"
     assert anonymous[-1]["responseStatus"]["code"] == 403

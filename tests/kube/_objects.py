@@ -94,3 +94,37 @@ def job(name: str, owner_ref: dict[str, Any] | None = None) -> dict[str, Any]:
         "metadata": meta,
         "spec": {"template": _template({"job": name}, "Never")},
     }
+
+
+def running(core: Any, namespace: str, manifest: dict[str, Any], pod_ip: str = "10.0.0.7") -> Any:
+    """Create the pod, then report it running as its kubelet would (``pods/status``): a pod
+    IP and a started container with containerd's ids. Returns the pod as the server has it."""
+    created = core.create_namespaced_pod(namespace, manifest)
+    uid = created.metadata.uid
+    statuses = []
+    for n, container in enumerate(manifest["spec"]["containers"]):
+        cid = (uid.replace("-", "") + f"{n:02d}" * 16)[:64]
+        statuses.append(
+            {
+                "name": container["name"],
+                "image": container["image"],
+                "imageID": f"registry.example/app@sha256:{'ab' * 32}",
+                "containerID": f"containerd://{cid}",
+                "restartCount": 0,
+                "ready": True,
+                "started": True,
+                "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+            }
+        )
+    return core.patch_namespaced_pod_status(
+        manifest["metadata"]["name"],
+        namespace,
+        {
+            "status": {
+                "phase": "Running",
+                "podIP": pod_ip,
+                "podIPs": [{"ip": pod_ip}],
+                "containerStatuses": statuses,
+            }
+        },
+    )

@@ -10,22 +10,48 @@ import pytest
 AGENT_NAMESPACE = "kloghub"
 AGENT_SA = "kloghub-agent"
 AGENT_USER = f"system:serviceaccount:{AGENT_NAMESPACE}:{AGENT_SA}"
+AGENT_ROLE = "enrich-agent"
+"""What the chart grants the agent with namespace_metadata and node_labels on: get, list
+and watch on pods, namespaces and nodes."""
+
+
+def bind_agent_role(kube, name: str) -> None:
+    """Bind :data:`AGENT_ROLE` to the ServiceAccount ``name`` of :data:`AGENT_NAMESPACE`."""
+    from kubernetes import client
+
+    client.RbacAuthorizationV1Api(kube.admin()).create_cluster_role_binding(
+        {
+            "metadata": {"name": f"{AGENT_ROLE}-{name}"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": AGENT_ROLE,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": AGENT_NAMESPACE}],
+        }
+    )
+
+
+def service_account(kube, name: str, *, bound: bool) -> str:
+    """A new ServiceAccount of :data:`AGENT_NAMESPACE` (with the agent's role when
+    ``bound``), and a TokenRequest token of it."""
+    kube.ensure_namespace(AGENT_NAMESPACE)
+    kube.core().create_namespaced_service_account(
+        AGENT_NAMESPACE, {"metadata": {"name": name}, "automountServiceAccountToken": False}
+    )
+    if bound:
+        bind_agent_role(kube, name)
+    return str(kube.service_account_token(AGENT_NAMESPACE, name))
 
 
 @pytest.fixture(scope="session")
 def agent_token(kube) -> str:
-    """A TokenRequest token of a ServiceAccount granted what the chart grants the agent with
-    namespace_metadata and node_labels on: get/list/watch on pods, namespaces and nodes."""
+    """A token of the agent's ServiceAccount, granted :data:`AGENT_ROLE`."""
     from kubernetes import client
 
-    kube.ensure_namespace(AGENT_NAMESPACE)
-    core, rbac = kube.core(), client.RbacAuthorizationV1Api(kube.admin())
-    core.create_namespaced_service_account(
-        AGENT_NAMESPACE, {"metadata": {"name": AGENT_SA}, "automountServiceAccountToken": False}
-    )
-    rbac.create_cluster_role(
+    client.RbacAuthorizationV1Api(kube.admin()).create_cluster_role(
         {
-            "metadata": {"name": "enrich-agent"},
+            "metadata": {"name": AGENT_ROLE},
             "rules": [
                 {
                     "apiGroups": [""],
@@ -35,20 +61,7 @@ def agent_token(kube) -> str:
             ],
         }
     )
-    rbac.create_cluster_role_binding(
-        {
-            "metadata": {"name": "enrich-agent"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "enrich-agent",
-            },
-            "subjects": [
-                {"kind": "ServiceAccount", "name": AGENT_SA, "namespace": AGENT_NAMESPACE}
-            ],
-        }
-    )
-    return str(kube.service_account_token(AGENT_NAMESPACE, AGENT_SA))
+    return service_account(kube, AGENT_SA, bound=True)
 
 
 @pytest.fixture

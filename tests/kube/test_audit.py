@@ -20,9 +20,10 @@ from tests.normalize import _fixtures as fx
 
 pytestmark = pytest.mark.integration
 
-VOLATILE = ("event.ingested", "kloghub.", "log.offset", "log.file.", "_id")
+VOLATILE = ("event.ingested", "kloghub.", "log.offset", "log.file.", "_id", "host.name")
 """Where a document from the pipeline and one made here from the same line may differ:
-the time it was made, and where the agent read the line."""
+the time it was made, where the agent read the line, and the sender the collector
+authenticated (host.name, from its proven identity)."""
 
 
 def _type(value: Any) -> str:
@@ -91,10 +92,10 @@ def test_the_policy_records_rbac_and_exec_in_full_and_secrets_as_metadata_only(a
     execs = by_resource["pods/exec"]
     assert {e["level"] for e in execs} == {"RequestResponse"}
     assert all("command=%2Fetc%2Fshadow" in e["requestURI"] for e in execs)
-    refused = [e for e in execs if e["user"]["username"] == users["reader"]]
+    refused = [e for e in execs if e["user"].get("username") == users["reader"]]
     assert refused and refused[0]["responseStatus"]["code"] == 403
     assert refused[0]["annotations"]["authorization.k8s.io/decision"] == "forbid"
-    anonymous = [e for e in events if e["user"]["username"] == "system:anonymous"]
+    anonymous = [e for e in events if e["user"].get("username") == "system:anonymous"]
     assert anonymous and anonymous[0]["responseStatus"]["code"] == 403
     pods = {e["verb"] for e in by_resource["pods"]}
     assert pods >= {"create", "patch", "delete"}
@@ -118,6 +119,11 @@ def test_the_agent_at_level_run_ships_the_real_audit_log_as_elastics_ecs_documen
                 "listen": f"127.0.0.1:{port}",
                 "state_dir": str(tmp_path / "c"),
                 "metrics_addr": "127.0.0.1:0",
+                # Audit events are accepted only from an identity with the control-plane role.
+                "listener": {
+                    "shared_key": "audit-key",
+                    "users": [{"username": "cp-1", "password": "pw", "roles": ["control-plane"]}],
+                },
                 "sinks": [{"url": f"file:{out}"}],
                 "detections": {"enabled": False},
             },
@@ -138,7 +144,16 @@ def test_the_agent_at_level_run_ships_the_real_audit_log_as_elastics_ecs_documen
                     "audit": {"path": str(kube.audit_log)},
                     "poll_interval": "50ms",
                 },
-                "outputs": [{"url": f"forward://127.0.0.1:{port}", "flush_interval": "100ms"}],
+                "node_name": "cp-1",
+                "outputs": [
+                    {
+                        "url": f"forward://127.0.0.1:{port}",
+                        "flush_interval": "100ms",
+                        "shared_key": "audit-key",
+                        "username": "cp-1",
+                        "password": "pw",
+                    }
+                ],
             },
         },
         workdir=tmp_path,
@@ -181,6 +196,7 @@ def test_the_agent_at_level_run_ships_the_real_audit_log_as_elastics_ecs_documen
                 assert kind in fixture_types[path], (path, kind, fixture_types[path])
                 shared_with_fixtures.add(path)
         assert doc["data_stream"]["dataset"] == "kubernetes.audit_logs"
+        assert doc["host"]["name"] == "cp-1"  # the control-plane identity that sent it
         assert doc["event"]["action"] == event["verb"]
         assert doc["user"]["name"] == event["user"]["username"]
     assert {

@@ -4,14 +4,16 @@ ServiceAccount token (TokenRequest API): what tests/enrich proves against the fa
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pytest
 
+from kloghub import enrich
 from tests.enrich._helpers import until, watcher
 from tests.kube import _objects
 from tests.kube._proxy import Relay
-from tests.kube.conftest import AGENT_USER
+from tests.kube.conftest import AGENT_NAMESPACE, AGENT_USER, bind_agent_role, service_account
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +92,7 @@ async def test_lists_and_watches_the_pods_of_its_node_only_with_metadata_and_own
     mine = [
         e
         for e in kube.audit_events()
-        if e["user"]["username"] == AGENT_USER
+        if e["user"].get("username") == AGENT_USER
         and e.get("objectRef", {}).get("resource") == "pods"
         and f"spec.nodeName%3D{node}" in e["requestURI"]
     ]
@@ -144,18 +146,29 @@ async def test_namespace_and_node_labels_come_from_the_real_objects(
     finally:
         await w.stop(5)
         core.delete_node(node)
+    node_requests = [
+        e
+        for e in kube.audit_events()
+        if e["user"].get("username") == AGENT_USER
+        and e.get("objectRef", {}).get("resource") == "nodes"
+        and e.get("objectRef", {}).get("name", node) == node
+        and node in e["requestURI"]
+    ]
+    assert node_requests
+    assert all(f"fieldSelector=metadata.name%3D{node}" in e["requestURI"] for e in node_requests)
 
 
 async def test_a_deleted_pod_keeps_its_metadata_as_a_tombstone(
     kube, agent_kubeconfig, node
 ) -> None:
-    """If this failed, the last lines of a pod deleted on a real cluster would lose its labels."""
+    """If this failed, the last lines of a pod deleted on a real cluster would lose its labels
+    (or tombstones would pile up forever)."""
     ns = _namespace(kube)
     core, _, _ = _apis(kube)
     doomed = core.create_namespaced_pod(
         ns, _objects.pod("doomed", node, labels={"app.kubernetes.io/name": "batch"})
     )
-    w = watcher(agent_kubeconfig, node=node, tombstone_ttl=600.0, watch_timeout=(60, 60))
+    w = watcher(agent_kubeconfig, node=node, tombstone_ttl=3.0, watch_timeout=(60, 60))
     await w.start()
     try:
         assert await w.wait_synced(WAIT_S)
@@ -168,6 +181,7 @@ async def test_a_deleted_pod_keeps_its_metadata_as_a_tombstone(
         assert tomb.labels == {"app.kubernetes.io/name": "batch"}
         assert tomb.name == "doomed"
         assert tomb.namespace == ns
+        await until(lambda: w.cache.get(uid) is None, WAIT_S, "the tombstone's expiry")
     finally:
         await w.stop(5)
 
@@ -184,6 +198,8 @@ async def test_bookmarks_carry_the_progress_other_nodes_make(kube, agent_kubecon
     try:
         assert await w.wait_synced(WAIT_S)
         pods = w.watches[0]
+        # The list's handler runs on the loop before the thread records the list's RV.
+        await until(lambda: pods.resource_version is not None, WAIT_S, "the list's RV")
         listed_at = int(pods.resource_version)
         churn = [
             core.create_namespaced_pod(ns, _objects.pod(f"busy-{n}", f"{node}-busy"))
@@ -220,7 +236,9 @@ async def test_a_watch_expired_by_compaction_relists_without_a_gap(
     try:
         assert await w.wait_synced(WAIT_S)
         pods = w.watches[0]
-        await until(lambda: pods.connected, WAIT_S, "the watch")
+        await until(
+            lambda: pods.connected and pods.resource_version is not None, WAIT_S, "the watch"
+        )
         away_at = pods.resource_version
         relay.cut()  # the agent loses the apiserver; meanwhile...
         core.patch_namespaced_pod("web", ns, {"metadata": {"labels": {"version": "2"}}})
@@ -242,8 +260,168 @@ async def test_a_watch_expired_by_compaction_relists_without_a_gap(
     expired = [
         e
         for e in kube.audit_events()
-        if e["user"]["username"] == AGENT_USER
+        if e["user"].get("username") == AGENT_USER
         and f"spec.nodeName%3D{node}" in e["requestURI"]
         and f"resourceVersion={away_at}" in e["requestURI"]
     ]
     assert expired, "the watch from the old resourceVersion did not reach the restarted apiserver"
+
+
+def _requests_of(kube, username: str) -> list[dict]:
+    """The audit log's events of one user (one event per request: the last stage)."""
+    last = {}
+    for e in kube.audit_events():
+        if e["user"].get("username") == username:
+            last[e["auditID"]] = e
+    return list(last.values())
+
+
+async def test_a_hundred_pods_cost_one_list_and_one_watch_and_no_gets(
+    kube, agent_token, node, tmp_path
+) -> None:
+    """If this failed, a busy node would load the apiserver with a request per pod."""
+    ns = _namespace(kube)
+    core, _, _ = _apis(kube)
+    for n in range(100):
+        core.create_namespaced_pod(ns, _objects.pod(f"p{n}", node, labels={"n": str(n)}))
+    name = f"count-{node}"
+    token = service_account(kube, name, bound=True)
+    w = watcher(kube.token_kubeconfig(tmp_path / "kc", token), node=node, watch_timeout=(60, 60))
+    await w.start()
+    try:
+        assert await w.wait_synced(WAIT_S)
+        core.patch_namespaced_pod("p7", ns, {"metadata": {"labels": {"tier": "gold"}}})
+        await until(
+            lambda: any(p.labels.get("tier") == "gold" for p in w.cache.pods()),
+            WAIT_S,
+            "an update",
+        )
+        assert len(w.cache) == 100
+    finally:
+        await w.stop(5)
+    requests = _requests_of(kube, f"system:serviceaccount:{AGENT_NAMESPACE}:{name}")
+    verbs = sorted(e["verb"] for e in requests)
+    assert verbs == ["list", "watch"], [e["requestURI"] for e in requests]
+
+
+async def test_api_unreachable_at_start_then_synced_once_it_is_back(
+    kube, agent_token, node, tmp_path
+) -> None:
+    """If this failed, an agent started before the apiserver answers would never get metadata."""
+    ns = _namespace(kube)
+    core, _, _ = _apis(kube)
+    web = core.create_namespaced_pod(ns, _objects.pod("web", node))
+    relay = await Relay(kube.port).start()
+    relay.cut()
+    w = watcher(
+        kube.token_kubeconfig(tmp_path / "kc", agent_token, relay.url),
+        node=node,
+        initial_sync_timeout=0.3,
+    )
+    await w.start()
+    try:
+        assert not w.synced  # start waited a bounded time, not forever
+        relay.restore()
+        assert await w.wait_synced(WAIT_S)
+        assert w.cache.get(web.metadata.uid) is not None
+    finally:
+        await w.stop(5)
+        await relay.stop()
+
+
+async def test_forbidden_is_logged_with_the_missing_permission_then_retried(
+    kube, agent_token, node, tmp_path, caplog
+) -> None:
+    """If this failed, an agent whose RBAC is missing would look like a silent agent without
+    metadata, or would not recover once the binding is made."""
+    name = f"late-{node}"
+    token = service_account(kube, name, bound=False)
+    w = watcher(kube.token_kubeconfig(tmp_path / "kc", token), node=node, initial_sync_timeout=0.2)
+    with caplog.at_level(logging.ERROR, logger="kloghub.enrich"):
+        await w.start()
+        try:
+            await until(lambda: w.watches[0].failures >= 1, WAIT_S, "a refused list")
+            refused = [r for r in caplog.records if "RBAC" in r.getMessage()]
+            assert refused and "list and watch on pods" in refused[0].getMessage()
+            assert "403" in str(getattr(refused[0], "error", ""))
+            assert not w.synced
+            bind_agent_role(kube, name)  # the permission is granted
+            assert await w.wait_synced(WAIT_S)
+        finally:
+            await w.stop(5)
+
+
+async def test_a_wrong_token_is_refused_and_retried(kube, node, tmp_path) -> None:
+    """If this failed, the client would not send the kubeconfig's credentials at all, or
+    would give up on a 401."""
+    kubeconfig = kube.token_kubeconfig(tmp_path / "kc", "not-a-token")
+    w = watcher(kubeconfig, node=node, initial_sync_timeout=0.2)
+    await w.start()
+    try:
+        await until(lambda: w.watches[0].failures >= 2, WAIT_S, "two refused attempts")
+        assert not w.synced
+    finally:
+        await w.stop(5)
+
+
+async def test_a_persisted_cache_enriches_at_once_after_a_restart(
+    kube, agent_token, node, tmp_path
+) -> None:
+    """If this failed, a restarted agent would ship unenriched lines until its first list,
+    or keep a pod deleted while it was down as alive."""
+    ns = _namespace(kube)
+    core, _, _ = _apis(kube)
+    web = core.create_namespaced_pod(ns, _objects.pod("web", node, labels={"app": "web"}))
+    doomed = core.create_namespaced_pod(ns, _objects.pod("doomed", node))
+    state = tmp_path / "state"
+    relay = await Relay(kube.port).start()
+    kubeconfig = kube.token_kubeconfig(tmp_path / "kc", agent_token, relay.url)
+    first = watcher(kubeconfig, node=node, state_dir=state, persist_cache=True)
+    await first.start()
+    assert await first.wait_synced(WAIT_S)
+    await first.stop(5)
+    assert (state / enrich.CACHE_FILE).exists()
+
+    relay.cut()  # the restarted agent cannot reach the apiserver at first
+    core.delete_namespaced_pod("doomed", ns, grace_period_seconds=0)
+    second = watcher(
+        kubeconfig, node=node, state_dir=state, persist_cache=True, initial_sync_timeout=3
+    )
+    await second.start()
+    try:
+        assert not second.synced  # what it has came from the disk
+        assert second.cache.get(web.metadata.uid).labels == {"app": "web"}
+        relay.restore()
+        await until(
+            lambda: getattr(second.cache.get(doomed.metadata.uid), "deleted_at", None) is not None,
+            WAIT_S,
+            "the pod deleted while the agent was down to become a tombstone",
+        )
+    finally:
+        await second.stop(5)
+        await relay.stop()
+
+
+async def test_namespace_and_node_watches_happen_only_when_configured(
+    kube, agent_token, node, tmp_path
+) -> None:
+    """If this failed, the opt-in namespace and node metadata would cost every agent two more
+    watches (and the RBAC for them) even when off."""
+    name = f"plain-{node}"
+    token = service_account(kube, name, bound=True)
+    plain = watcher(kube.token_kubeconfig(tmp_path / "kc", token), node=node)
+    await plain.start()
+    assert await plain.wait_synced(WAIT_S)
+    await plain.stop(5)
+    requests = _requests_of(kube, f"system:serviceaccount:{AGENT_NAMESPACE}:{name}")
+    assert {e["objectRef"]["resource"] for e in requests} == {"pods"}
+
+
+async def test_stop_interrupts_an_open_watch(kube, agent_kubeconfig, node) -> None:
+    """If this failed, SIGTERM would wait for a watch to time out (minutes)."""
+    w = watcher(agent_kubeconfig, node=node, watch_timeout=(600, 600))
+    await w.start()
+    assert await w.wait_synced(WAIT_S)
+    await until(lambda: w.watches[0].connected, WAIT_S, "the watch")
+    await w.stop(5)
+    assert not any(x.alive for x in w.watches)  # stop() waits at most 2 s for its threads

@@ -295,3 +295,68 @@ async def test_client_that_never_finishes_its_handshake_is_closed_and_counted(st
     assert await request_is_acked(good, "still-delivering")
     await good.close()
     await stalled.close()
+
+
+async def test_our_client_answers_the_handshake_exactly_as_the_specification_says():
+    """If this failed, the agent could not log in to Fluentd's in_forward (user_auth) or
+    another implementation: the digests are checked here with hashlib, from the
+    specification's formulas, not with kloghub's own codec."""
+    import hashlib
+
+    import msgpack
+
+    key, user, password = 'sh@red"key', "worker-3", 'pa"ss\\word'
+    nonce, auth_salt = b"\x01" * 16, b"\x02" * 16
+    seen: dict[str, object] = {}
+    acked = asyncio.Event()
+
+    def sha512_hex(*parts: bytes) -> str:
+        return hashlib.sha512(b"".join(parts)).hexdigest()
+
+    async def spec_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        unpacker = msgpack.Unpacker(raw=False)
+        writer.write(msgpack.packb(["HELO", {"nonce": nonce, "auth": auth_salt,
+                                             "keepalive": True}], use_bin_type=True))  # fmt: skip
+        values = []
+        while len(values) < 2:
+            data = await reader.read(65536)
+            if not data:
+                return
+            unpacker.feed(data)
+            values += list(unpacker)
+            if values and values[0][0] == "PING" and len(values) == 1:
+                _, hostname, salt, digest, username, password_digest = values[0]
+                salt_b = salt if isinstance(salt, bytes) else salt.encode()
+                seen["ping_ok"] = digest == sha512_hex(
+                    salt_b, hostname.encode(), nonce, key.encode()
+                ) and password_digest == sha512_hex(auth_salt, username.encode(),
+                                                    password.encode())  # fmt: skip
+                seen["hostname"], seen["username"] = hostname, username
+                pong = ["PONG", True, "", "spec-server",
+                        sha512_hex(salt_b, b"spec-server", nonce, key.encode())]  # fmt: skip
+                writer.write(msgpack.packb(pong, use_bin_type=True))
+        request = values[1]
+        seen["tag"] = request[0]
+        writer.write(msgpack.packb({"ack": request[2]["chunk"]}, use_bin_type=True))
+        acked.set()
+        await reader.read(65536)
+        writer.close()
+
+    server = await asyncio.start_server(spec_server, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cfg = config.OutputConfig(
+        url=f"forward://127.0.0.1:{port}",
+        shared_key=key,
+        username=user,
+        password=password,
+        flush_interval=0.05,
+    )
+    out = transport.ForwardOutput(cfg, hostname="worker-3")
+    await out.start()
+    await out.send(core.Batch([core.Event("kube.a.b.c", NS, {"log": "spec"})]))
+    async with asyncio.timeout(10):
+        await acked.wait()
+    await out.stop(5)
+    server.close()
+    assert seen == {"ping_ok": True, "hostname": "worker-3", "username": user,
+                    "tag": "kube.a.b.c"}  # fmt: skip

@@ -15,13 +15,24 @@ if TYPE_CHECKING:
 __all__ = ["listener_authenticates", "security_warnings"]
 
 
-def listener_authenticates(listener: ListenerConfig) -> bool:
-    """Whether a Forward peer must prove who it is: a shared key, users, or a client
-    certificate checked against a CA (mutual TLS)."""
+def _can_authenticate(listener: ListenerConfig) -> bool:
+    """Whether the listener has a way to authenticate peers at all."""
     if listener.shared_key is not None or listener.users:
         return True
     tls = listener.tls
-    return tls.enabled and listener.require_client_cert and tls.ca_file is not None
+    return tls.enabled and tls.ca_file is not None
+
+
+def listener_authenticates(listener: ListenerConfig) -> bool:
+    """Whether a Forward peer must prove who it is: a shared key, users, or a client
+    certificate checked against a CA (required, or optional with ``unauthenticated:
+    refuse``)."""
+    if listener.shared_key is not None or listener.users:
+        return True
+    tls = listener.tls
+    if not (tls.enabled and tls.ca_file is not None):
+        return False
+    return listener.require_client_cert or listener.unauthenticated == "refuse"
 
 
 _MiB = 1024 * 1024
@@ -42,7 +53,13 @@ def _is_loopback(listen: str) -> bool:
 def _listener_warnings(listen: str, listener: ListenerConfig, level: str) -> list[str]:
     out: list[str] = []
     where = f"collector.listener ({listen})"
-    if not listener_authenticates(listener):
+    if not _can_authenticate(listener) and listener.unauthenticated == "refuse":
+        out.append(
+            f"{where} refuses every Forward peer: listener.unauthenticated is refuse and "
+            "no way to authenticate is configured; set listener.shared_key or "
+            "shared_key_file, listener.users, or listener.tls with ca_file"
+        )
+    elif not listener_authenticates(listener):
         out.append(
             f"{where} accepts Forward peers without "
             "authentication: anyone who reaches it can write into (and, by reusing "
@@ -63,15 +80,11 @@ def _listener_warnings(listen: str, listener: ListenerConfig, level: str) -> lis
             "records (and what the handshake proves) cross the network in clear and can "
             "be read or changed on the way; enable listener.tls"
         )
-    audit_roles = set(listener.audit_roles)
-    out.extend(
-        f"{where}: user {user.username!r} is shared and has an audit role "
-        f"({', '.join(sorted(audit_roles & set(user.roles)))}): every agent holding it "
-        "can send Kubernetes audit events; give audit roles only to the control-plane "
-        "nodes' own users or certificates"
-        for user in listener.users
-        if user.shared and not audit_roles.isdisjoint(user.roles)
-    )
+    if "node" in listener.audit_roles:
+        out.append(
+            f"{where}: audit_roles includes node: every node identity can send Kubernetes "
+            "audit events (and forge them); keep audit roles to the control-plane nodes"
+        )
     frame = int(listener.max_frame_bytes)
     if frame > _FRAME_SANE:
         out.append(
@@ -102,8 +115,8 @@ def _listener_warnings(listen: str, listener: ListenerConfig, level: str) -> lis
 
 def security_warnings(settings: Settings, section: str | None = None) -> list[str]:
     """One sentence per unsafe setting of the listener: no authentication, peers that
-    prove nothing accepted at level run, a handshake without TLS off loopback, a shared
-    user that may send audit events, limits that let one peer hold much memory or many
+    prove nothing accepted at level run, a handshake without TLS off loopback, every
+    node allowed to send audit events, limits that let one peer hold much memory or many
     slots.
 
     Only the levels that run a collector (walk, run) have a listener; ``section`` limits

@@ -195,6 +195,16 @@ class ForwardServer(core.Service):
             self._accept, self._host, self._port, limit=_READ_BYTES, backlog=512
         )
         host, port = self.address
+        if (
+            self._config.unauthenticated == "refuse"
+            and not self._handshake
+            and (self._ssl is None or self._config.tls.ca_file is None)
+        ):
+            _log.warning(
+                "forward listener refuses every peer: listener.unauthenticated is refuse "
+                "and no shared key, users or client CA is configured",
+                extra={"addr": f"{host}:{port}"},
+            )
         _log.info(
             "forward listener started",
             extra={
