@@ -28,8 +28,10 @@ package count, build time). syft is taken from PATH or built once from the Go mo
 Needs buildah (Debian: ``apt-get install buildah``), plus mmdebstrap for the Debian base;
 run as root or where buildah can use a user namespace. Builds run with ``--isolation
 chroot`` (no runtime, no cgroups needed) and ``--layers`` (unchanged stages are reused).
-A cold build takes about 9 minutes on two cores (most of it cargo and the Debian packages
-of the build stage); with only Python changed, about 2.
+Measured on two shared cores (2026-12-03): the Debian base 30-45 s (mmdebstrap); a
+build with no layer and no cache reused 140 s (the build stage's Debian packages, then
+cargo); after a change to the Python sources 45-75 s; the OCI archive and SBOM another
+~25 s; ``ensure`` with nothing changed 0.6 s.
 Standard library only.
 """
 
@@ -286,6 +288,8 @@ def build(base: str, key: str, base_ref: str) -> str:
     )
     seconds = time.monotonic() - started
     log(f"built {ref} in {seconds:.0f} s (base {base})")
+    for stale in artifacts(key).values():  # of an earlier build of the same sources
+        stale.unlink(missing_ok=True)
     summary = artifacts(key)["summary"]
     summary.write_text(json.dumps({"image": ref, "build_seconds": round(seconds)}) + "\n")
     return ref

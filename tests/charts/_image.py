@@ -2,7 +2,9 @@
 
 ``built()`` names the image of the current sources (``scripts/image.py ref``; `make test`
 builds it first, ``make image`` by hand). ``Podman.find()`` tries the ways podman can run
-a container on this machine and keeps the first that works. ``Pod`` turns a rendered
+a container on this machine and keeps the first that works; as root, the containers run
+in a user namespace (container IDs 0-65535 are host IDs 200000-265535), and ``Pod`` gives
+the files it provides the mapped owners. ``Pod`` turns a rendered
 workload into podman flags: the container's (or pod's) ``securityContext`` — user, group,
 ``fsGroup``, read-only root file system, capabilities, no privilege escalation — and its
 volumes, each as the kubelet would provide it (a host directory, a read-only directory of
@@ -44,6 +46,9 @@ ATTEMPTS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
         ("--ulimit", "nofile=8192:8192", "--ulimit", "nproc=8192:8192"),
     ),
 )
+USERNS_OFFSET = 200_000
+"""Host UID/GID of the container's 0 when podman runs as root: the containers run in a
+user namespace (0-65535 mapped to 200000-265535), so the agent's root is not the host's."""
 
 
 def built() -> str | None:
@@ -76,24 +81,35 @@ def inspect(image: str) -> dict[str, Any]:
 
 @dataclass
 class Podman:
-    """podman with the global and ``run`` options that work on this machine."""
+    """podman with the global and ``run`` options that work on this machine.
+
+    ``offset``: the host ID of the container's ID 0 (a user namespace), or 0 when podman
+    runs rootless (then podman maps the container's root to the calling user itself).
+    """
 
     global_args: tuple[str, ...]
     run_args: tuple[str, ...]
+    offset: int = 0
 
     @classmethod
     def find(cls, image: str) -> Podman | str:
         """The first of ``ATTEMPTS`` that runs ``image --version``, or why none did."""
         if shutil.which("podman") is None:
             return "podman is not installed (Debian: apt-get install podman)"
+        offset = USERNS_OFFSET if os.geteuid() == 0 else 0
+        userns = (f"--uidmap=0:{offset}:65536", f"--gidmap=0:{offset}:65536") if offset else ()
         errors = []
         for global_args, run_args in ATTEMPTS:
-            podman = cls(global_args, run_args)
+            podman = cls(global_args, (*run_args, *userns), offset)
             result = podman.run(image, "--version", network="none")
             if result.returncode == 0:
                 return podman
             errors.append(f"podman {' '.join(global_args)}: {result.stderr.strip()[-300:]}")
         return "podman cannot run containers here: " + "; ".join(errors)
+
+    def host_id(self, container_id: int) -> int:
+        """The host UID (or GID) that ``container_id`` is inside the containers."""
+        return self.offset + container_id if self.offset else container_id
 
     def command(self, *args: str) -> list[str]:
         return ["podman", *self.global_args, *args]
@@ -186,6 +202,12 @@ class Pod:
     workload: sc.Manifest
     root: Path
     host_paths: dict[str, Path] = field(default_factory=dict)
+    podman: Podman | None = None
+    """Files are owned by the host IDs that the pod's IDs are in podman's user namespace."""
+
+    def chown(self, path: Path, uid: int, gid: int) -> None:
+        host = self.podman.host_id if self.podman else (lambda i: i)
+        os.chown(path, host(uid), host(gid))
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -243,14 +265,15 @@ class Pod:
                 directory = files_root / target.lstrip("/")
                 for path in directory.iterdir():
                     path.chmod(mode)
-                    if fs_group is not None:
-                        os.chown(path, 0, fs_group)
+                    self.chown(path, 0, fs_group or 0)
                 if config_dir is None or not target.startswith(config_dir + "/"):
                     flags.append(f"--volume={directory}:{target}{ro}")
             elif "hostPath" in volume:
                 path = volume["hostPath"]["path"]
                 source = self.host_paths.get(path) or self.root / "host" / path.lstrip("/")
-                source.mkdir(parents=True, exist_ok=True)
+                if not source.exists():
+                    source.mkdir(parents=True)
+                    self.chown(source, 0, 0)  # the kubelet creates it as root
                 flags.append(f"--volume={source}:{target}{ro}")
             elif "emptyDir" in volume and volume["emptyDir"].get("medium") == "Memory":
                 size = volume["emptyDir"].get("sizeLimit", "64Mi").replace("Mi", "m")
@@ -260,7 +283,7 @@ class Pod:
                 directory = self.root / "volumes" / mount["name"]
                 directory.mkdir(parents=True, exist_ok=True)
                 if fs_group is not None:
-                    os.chown(directory, 0, fs_group)
+                    self.chown(directory, 0, fs_group)
                     directory.chmod(0o2775)
                 flags.append(f"--volume={directory}:{target}{ro}")
             else:

@@ -5,6 +5,9 @@ The image is the one of the current sources (`make test` builds or reuses it; by
 (``CI=true``). Where podman cannot run containers at all they are skipped with podman's
 own error as the reason. Each container gets the rendered workload's securityContext and
 volumes (tests/charts/_image.py), so the read-only root leaves only the volumes writable.
+Run as root, podman puts the containers in a user namespace: the agent's UID 0 is host UID
+200000, and the test's files are owned by the mapped IDs, as the kubelet's are by the real
+ones on a node.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ def podman(image: str) -> _image.Podman:
 
 
 def pod(
+    podman: _image.Podman,
     manifests: list[sc.Manifest],
     component: str,
     root: Path,
@@ -58,7 +62,7 @@ def pod(
     """``component``'s workload; ``host_paths``: the test directory for each hostPath."""
     workload = sc.workload(manifests, component)
     assert workload is not None
-    return _image.Pod(manifests, workload, root / component, host_paths or {})
+    return _image.Pod(manifests, workload, root / component, host_paths or {}, podman)
 
 
 def pod_flags(p: _image.Pod, env: dict[str, str] | None = None) -> list[str]:
@@ -95,7 +99,8 @@ def test_image_validates_the_charts_run_config_as_the_pod_runs_it(
     refuse the config the chart renders, or could not read its mounted Secret files under
     the pod's user and read-only root."""
     manifests = render(sc.SCENARIOS[scenario])
-    p = pod(manifests, component, tmp_path, {"/var/log": tmp_path, "/var/lib/kloghub": tmp_path})
+    host = {"/var/log": tmp_path, "/var/lib/kloghub": tmp_path}
+    p = pod(podman, manifests, component, tmp_path, host)
     result = podman.run(
         image,
         "validate",
@@ -140,7 +145,7 @@ def test_agent_image_ships_a_mounted_host_folder_to_a_collector_container(
 ):
     """If this failed, the chart's default install would not move a node's logs: the
     image's agent could not read the host's log folder or write its state as the
-    DaemonSet runs it (root, no capabilities but DAC_READ_SEARCH, read-only root), or the
+    DaemonSet runs it (UID 0, no capabilities but DAC_READ_SEARCH, read-only root), or the
     collector could not take them over TLS with the shared key and store them as UID
     10001 on its volume."""
     manifests = render({"level": "walk"})
@@ -152,12 +157,15 @@ def test_agent_image_ships_a_mounted_host_folder_to_a_collector_container(
     # A node log as syslog writes it (syslog:adm 0640): root without DAC_READ_SEARCH
     # could not read it once every capability is dropped. Node logs are read from their
     # end: its line is appended once the agent runs.
+    agent = pod(
+        podman, manifests, "agent", tmp_path, {"/var/log": varlog, "/var/lib/kloghub": state}
+    )
+    collector = pod(podman, manifests, "collector", tmp_path)
+    agent.chown(state, 0, 0)  # the kubelet creates the hostPath state dir as root
     syslog = varlog / "syslog"
     syslog.write_text("Dec  3 09:00:00 node-a kernel: booted\n")
-    os.chown(syslog, 104, 4)
+    agent.chown(syslog, 104, 4)
     syslog.chmod(0o640)
-    agent = pod(manifests, "agent", tmp_path, {"/var/log": varlog, "/var/lib/kloghub": state})
-    collector = pod(manifests, "collector", tmp_path)
     name = f"kloghub-image-run-{os.getpid()}-{time.monotonic_ns()}"
     # The chart's configs as rendered; only what a test has no cluster for is changed:
     # no Kubernetes API to watch (metadata from the file path), and the collector's
