@@ -94,6 +94,12 @@ class CheckpointStore:
             (offset, fingerprint, time.time(), dev, ino),
         )
 
+    def set_fingerprint(self, dev: int, ino: int, fingerprint: bytes) -> None:
+        self._db.execute(
+            "UPDATE files SET fingerprint = ?, updated = ? WHERE dev = ? AND ino = ?",
+            (fingerprint, time.time(), dev, ino),
+        )
+
     def mark_done(self, dev: int, ino: int) -> None:
         self._db.execute(
             "UPDATE files SET done = 1, updated = ? WHERE dev = ? AND ino = ?",

@@ -19,7 +19,7 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from kloghub import config, core
 from kloghub.runtime import metrics
@@ -196,6 +196,8 @@ class Tailer(core.Service):
 
     async def _read_once(self, tf: TailedFile) -> bool:
         """One read from ``tf``; at EOF, check for rotation, truncation and deletion."""
+        if tf.pos and not self._same_head(tf):
+            self._truncated(tf, tf.size())  # copytruncate, then more written than was read
         offset = tf.pos
         try:
             data = tf.read(CHUNK_BYTES)
@@ -207,6 +209,8 @@ class Tailer(core.Service):
             await self._at_eof(tf)
             return False
         metrics.BYTES_READ.labels(tf.spec.kind).inc(len(data))
+        if len(tf.fingerprint) < self.sources.fingerprint_bytes and not tf.compressed:
+            self._grow_fingerprint(tf)
         started = time.monotonic()
         await self._reader.read(tf, data, offset)
         waited = time.monotonic() - started
@@ -214,6 +218,21 @@ class Tailer(core.Service):
             self.paused_seconds += waited
             metrics.TAIL_PAUSED_SECONDS.inc(waited)
         return True
+
+    def _grow_fingerprint(self, tf: TailedFile) -> None:
+        """A file opened short (often empty: a new ``0.log``) gets its fingerprint as it
+        grows, stored *before* its bytes are handed on: a row never claims a file_id for
+        data whose head it does not know (inode reuse would adopt it)."""
+        want = min(self.sources.fingerprint_bytes, tf.pos)
+        if want <= len(tf.fingerprint):
+            return
+        try:
+            head = tf.head(want)
+        except OSError:
+            return
+        tf.fingerprint = head
+        if self._store is not None:
+            self._store.set_fingerprint(tf.dev, tf.ino, head)
 
     def finalizer(self, tf: TailedFile, end_offset: int, count: int = 1) -> core.Finalizer:
         """What the source hands on with data of ``tf`` up to ``end_offset`` (reserved in
@@ -282,16 +301,88 @@ class Tailer(core.Service):
         self._active.discard(tf.key)
         self._held.discard(tf.key)
 
+    def _same_head(self, tf: TailedFile) -> bool:
+        """Whether the file still starts with its fingerprint (a copytruncate followed by
+        more writes than were read leaves it longer, but with other first bytes)."""
+        if not tf.fingerprint or tf.compressed:
+            return True
+        try:
+            return tf.head(len(tf.fingerprint)) == tf.fingerprint
+        except OSError:
+            return True
+
     def _truncated(self, tf: TailedFile, size: int) -> None:
+        """Copytruncate: the copy (a sibling starting with the file's fingerprint) is read
+        on from the committed offset under the old identity; the truncated file is read
+        from the start as a **new** identity, so no (file_id, offset) repeats."""
         _log.info(
             "file truncated; reading it again from the start",
             extra={"path": tf.path, "offset": tf.pos, "size": size},
         )
         self.stats["truncations"] += 1
         metrics.TRUNCATIONS.inc()
-        tf.rewind()
+        old = Checkpoint(
+            tf.dev, tf.ino, tf.file_id, tf.fingerprint, tf.path, tf.committed, done=False
+        )
+        if old.fingerprint and not self._continue_copy(tf.spec, old):
+            lost = tf.pos - tf.committed
+            if lost > 0:
+                _log.info(
+                    "no copy of the truncated file found; bytes read and not yet "
+                    "acknowledged are only in flight",
+                    extra={"path": tf.path, "bytes": lost},
+                )
+        try:
+            head = tf.head(self.sources.fingerprint_bytes)
+        except OSError:
+            head = b""
+        tf.rewind(_new_file_id(), head)
         if self._store is not None:
-            self._store.commit_offset(tf.dev, tf.ino, 0, tf.fingerprint)
+            self._store.put(Checkpoint(tf.dev, tf.ino, tf.file_id, head, tf.path, 0, done=False))
+
+    def _continue_copy(self, spec: FileSpec, cp: Checkpoint) -> bool:
+        """Vector's way with copytruncate: a sibling (``<path>.*``, plain or gzip) whose
+        head is the truncated file's fingerprint holds what it lost; read it from the
+        committed offset as the same identity (same ids: what is read again is absorbed)."""
+        for sibling in sorted(glob.glob(glob.escape(cp.path) + ".*")):
+            if sibling.endswith(".tmp"):
+                continue
+            try:
+                if sibling.endswith(".gz"):
+                    handle: Any = gzip.open(sibling, "rb")  # noqa: SIM115 - owned by the TailedFile
+                    head = handle.read(len(cp.fingerprint))
+                    st = os.fstat(handle.fileno())
+                else:
+                    handle = open(sibling, "rb")  # noqa: SIM115
+                    st = os.fstat(handle.fileno())
+                    head = handle.read(len(cp.fingerprint))
+                key = (st.st_dev, st.st_ino)
+                if (
+                    head != cp.fingerprint
+                    or key in self.files
+                    or (not sibling.endswith(".gz") and st.st_size <= cp.offset)
+                ):
+                    handle.close()
+                    continue
+                handle.seek(cp.offset)
+            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+                _log.warning("cannot read rotated file", extra={"path": sibling, "error": str(exc)})
+                continue
+            _log.info(
+                "reading the copy of a truncated file from its checkpoint",
+                extra={"path": sibling, "offset": cp.offset},
+            )
+            copy = Checkpoint(
+                st.st_dev, st.st_ino, cp.file_id, cp.fingerprint, sibling, cp.offset, done=False
+            )
+            compressed = sibling.endswith(".gz")
+            if self._store is not None:
+                self._store.put(copy)
+            tf = self._track(spec, sibling, handle, copy, compressed=compressed)
+            tf.detached = True
+            tf.detached_at = time.monotonic()
+            return True
+        return False
 
     async def _finish(self, tf: TailedFile) -> None:
         """Read to the end after rotation/deletion: flush what the source holds and close."""
@@ -348,14 +439,20 @@ class Tailer(core.Service):
             return
         fp = handle.read(self.sources.fingerprint_bytes)
         cp = self._store.get(st.st_dev, st.st_ino)
-        if cp is not None and fingerprint_matches(cp.fingerprint, fp):
+        if cp is not None and self._adoptable(cp, fp, st.st_size):
             offset, file_id = cp.offset, cp.file_id
         else:
             if cp is not None:
-                _log.info("inode reused by a new file", extra={"path": path})
+                _log.info(
+                    "inode reused by a new file (or the file was truncated while the agent "
+                    "was away); reading it from the start as a new file",
+                    extra={"path": path, "was": cp.path},
+                )
+                if cp.fingerprint and not cp.done and cp.path == path:
+                    self._continue_copy(spec, cp)  # copytruncate while the agent was away
             from_tail = spec.read_from == "tail" and first_scan
             offset = st.st_size if from_tail else 0
-            file_id = uuid.uuid4().hex[:16]
+            file_id = _new_file_id()
         current = Checkpoint(st.st_dev, st.st_ino, file_id, fp, path, offset, done=False)
         if current != cp:
             self._store.put(current)
@@ -363,6 +460,19 @@ class Tailer(core.Service):
         self._watcher.watch_dir(os.path.dirname(path))
         tf = self._track(spec, path, handle, current, compressed=False)
         tf.discovered_as = found
+
+    def _adoptable(self, cp: Checkpoint, head: bytes, size: int) -> bool:
+        """Whether the file at ``cp``'s inode is ``cp``'s file: its head starts with the
+        row's fingerprint, which is not empty and covers what the row read (rows written
+        before fingerprints grew have a short one), and it is not shorter than the row's
+        offset. Anything else is another file that reused the inode: never adopt it."""
+        fp = cp.fingerprint
+        return (
+            bool(fp)
+            and len(fp) >= min(self.sources.fingerprint_bytes, cp.offset)
+            and head.startswith(fp)
+            and size >= cp.offset
+        )
 
     def _track(
         self, spec: FileSpec, path: str, handle: object, cp: Checkpoint, *, compressed: bool
@@ -447,6 +557,9 @@ class Tailer(core.Service):
                 if (st.st_dev, st.st_ino) != (cp.dev, cp.ino):
                     continue
                 handle = open(sibling, "rb")  # noqa: SIM115
+                if not self._adoptable(cp, handle.read(len(cp.fingerprint)), st.st_size):
+                    handle.close()
+                    continue
                 handle.seek(cp.offset)
                 tf = self._track(spec, sibling, handle, cp, compressed=False)
             except (OSError, EOFError, gzip.BadGzipFile) as exc:
@@ -474,6 +587,10 @@ class Tailer(core.Service):
         for tf in self.files.values():
             lag += max(0, tf.size() - tf.committed)
         metrics.LAG_BYTES.set(lag)
+
+
+def _new_file_id() -> str:
+    return uuid.uuid4().hex[:16]
 
 
 def _glob_dirs(pattern: str) -> list[tuple[str, bool, str]]:
