@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,10 @@ CREATE TABLE IF NOT EXISTS files (
     done INTEGER NOT NULL DEFAULT 0,
     updated REAL NOT NULL,
     PRIMARY KEY (dev, ino)
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value REAL NOT NULL
 )
 """
 
@@ -51,7 +56,7 @@ class CheckpointStore:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+        self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
         self._db.close()
@@ -106,12 +111,50 @@ class CheckpointStore:
             (time.time(), dev, ino),
         )
 
+    def near(self, path: str) -> list[Checkpoint]:
+        """Rows of files that lived at ``path`` or at one of its rotated names."""
+        rows = self._db.execute(
+            "SELECT dev, ino, file_id, fingerprint, path, offset, done FROM files "
+            "WHERE path = ? OR substr(path, 1, ?) = ?",
+            (path, len(path) + 1, path + "."),
+        ).fetchall()
+        return [Checkpoint(r[0], r[1], r[2], bytes(r[3]), r[4], r[5], bool(r[6])) for r in rows]
+
+    def alive(self) -> float | None:
+        """When the tailer last said it was running with this state (``None``: never)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'alive'").fetchone()
+        if row is not None:
+            return float(row[0])
+        row = self._db.execute("SELECT max(updated) FROM files").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def touch_alive(self) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('alive', ?)", (time.time(),)
+        )
+
     def forget(self, dev: int, ino: int) -> None:
         self._db.execute("DELETE FROM files WHERE dev = ? AND ino = ?", (dev, ino))
 
-    def expire(self, older_than_s: float) -> int:
-        """Drop rows of finished files not touched for ``older_than_s`` seconds."""
-        cur = self._db.execute(
-            "DELETE FROM files WHERE done = 1 AND updated < ?", (time.time() - older_than_s,)
-        )
-        return cur.rowcount
+    def expire(self, older_than_s: float, exists: Callable[[Checkpoint], bool]) -> int:
+        """Drop rows of finished files not touched for ``older_than_s`` seconds whose file
+        is gone (``exists``: still on disk, e.g. a rotated file not yet compressed; those
+        are touched instead, so a row outlives its file by ``older_than_s``: the gzip the
+        file becomes is still told from an unknown one)."""
+        rows = self._db.execute(
+            "SELECT dev, ino, file_id, fingerprint, path, offset, done FROM files "
+            "WHERE done = 1 AND updated < ?",
+            (time.time() - older_than_s,),
+        ).fetchall()
+        dropped = 0
+        for r in rows:
+            cp = Checkpoint(r[0], r[1], r[2], bytes(r[3]), r[4], r[5], bool(r[6]))
+            if exists(cp):
+                self._db.execute(
+                    "UPDATE files SET updated = ? WHERE dev = ? AND ino = ?",
+                    (time.time(), cp.dev, cp.ino),
+                )
+            else:
+                self.forget(cp.dev, cp.ino)
+                dropped += 1
+        return dropped

@@ -18,6 +18,7 @@ import logging
 import os
 import time
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,9 +50,16 @@ class Reader(Protocol):
 
 
 CHUNK_BYTES = 1024 * 1024
+_READ_ERRORS = (OSError, EOFError, gzip.BadGzipFile, zlib.error)
+"""What reading a file (a damaged gzip among them) may raise: the file is skipped, counted."""
 _RESCAN_MIN_S = 0.25
 _GAUGE_INTERVAL_S = 5.0  # lag in bytes: one fstat per file; scrapes come every 15-60 s
 _FORGET_DONE_AFTER_S = 3600.0
+_EXPIRE_EVERY_S = 60.0
+_UNSEEN_HORIZON_S = _FORGET_DONE_AFTER_S - 300.0
+"""A rotated file no row knows is read when modified after this long before the tailer
+was last alive: a row outlives its file by ``_FORGET_DONE_AFTER_S``, so within this
+horizon "no row" means "never read", not "read and forgotten"."""
 
 
 class Tailer(core.Service):
@@ -86,12 +94,19 @@ class Tailer(core.Service):
             "truncations": 0,
             "gz_continuations": 0,
             "deleted_unread_bytes": 0,
+            "unseen_rotated": 0,
+            "unseen_too_old": 0,
         }
+        self._horizon: float | None = None
+        self._last_expire = 0.0
 
     # ------------------------------------------------------------------ lifecycle
 
     async def _on_start(self) -> None:
         self._store = CheckpointStore(self.state_dir / "checkpoints.db")
+        alive = self._store.alive()
+        self._horizon = None if alive is None else alive - _UNSEEN_HORIZON_S
+        self._store.touch_alive()
         self._watcher.open()
         self._resume_rotated()
         self._read_task = self.spawn("read-loop", self._loop())
@@ -201,8 +216,9 @@ class Tailer(core.Service):
         offset = tf.pos
         try:
             data = tf.read(CHUNK_BYTES)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except _READ_ERRORS as exc:
             _log.warning("read failed; closing file", extra={"path": tf.path, "error": str(exc)})
+            metrics.DROPPED.labels("read_failed").inc()
             await self._finish(tf)
             return False
         if not data:
@@ -292,6 +308,9 @@ class Tailer(core.Service):
             tf.detached_at = time.monotonic()
             self.stats["rotations"] += 1
             metrics.ROTATIONS.inc()
+            # More rotations than reads (a stalled output): files born and rotated away
+            # since the last scan are among the siblings, unknown.
+            self._read_unseen_siblings(tf.spec, tf.path, time.time() - _UNSEEN_HORIZON_S)
             # One more read: data written between the last read and the rename.
             return
         await self._finish(tf)
@@ -365,7 +384,7 @@ class Tailer(core.Service):
                     handle.close()
                     continue
                 handle.seek(cp.offset)
-            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            except _READ_ERRORS as exc:
                 _log.warning("cannot read rotated file", extra={"path": sibling, "error": str(exc)})
                 continue
             _log.info(
@@ -399,6 +418,7 @@ class Tailer(core.Service):
         first = self._first_scan
         self._first_scan = False
         seen: set[tuple[int, int]] = set()
+        paths: dict[str, FileSpec] = {}
         for spec in self.specs:
             for pattern in spec.include:
                 for directory, contents, names in _glob_dirs(pattern):
@@ -417,16 +437,38 @@ class Tailer(core.Service):
                         continue
                     key = (st.st_dev, st.st_ino)
                     seen.add(key)
+                    paths.setdefault(real, spec)
                     tf = self.files.get(key)
                     if tf is not None:
                         continue
                     if len(self.files) >= self.sources.max_open_files:
                         continue
                     self._open(spec, real, st, first, found)
+        if first:
+            self._read_unseen_at_start(paths)
         self._close_stale_deleted()
         self._watcher.forget_missing()
-        if self._store is not None:
-            self._store.expire(_FORGET_DONE_AFTER_S)
+        self._expire()
+
+    def _read_unseen_at_start(self, paths: dict[str, FileSpec]) -> None:
+        """Files born and rotated away while the agent was down were never opened, so no
+        row names them: read them (oldest first) before the kubelet deletes them. The
+        first start of all (no state) reads none: rotated files are history then."""
+        if self._horizon is None or self._store is None:
+            return
+        for cp in self._store.all():
+            spec = self._discoverable(cp.path)
+            if spec is not None:
+                paths.setdefault(cp.path, spec)
+        for path, spec in sorted(paths.items()):
+            self._read_unseen_siblings(spec, path, self._horizon)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        if self._store is not None and now - self._last_expire >= _EXPIRE_EVERY_S:
+            self._last_expire = now
+            self._store.touch_alive()
+            self._store.expire(_FORGET_DONE_AFTER_S, _still_on_disk)
 
     def _open(
         self, spec: FileSpec, path: str, st: os.stat_result, first_scan: bool, found: str
@@ -514,6 +556,92 @@ class Tailer(core.Service):
                 tf.close()
                 self._forget(tf)
 
+    def _read_unseen_siblings(self, spec: FileSpec, path: str, horizon: float) -> None:
+        """Read the rotated names of ``path`` (``<path>.*``, plain or gzip) that no row
+        knows — by inode, or by fingerprint for a gzip — as new files, oldest first."""
+        assert self._store is not None
+        rows = self._store.near(path)
+        by_key = {(cp.dev, cp.ino): cp for cp in rows}
+        prints = [cp.fingerprint for cp in rows if cp.fingerprint]
+        found: list[tuple[float, str, os.stat_result]] = []
+        for sibling in glob.glob(glob.escape(path) + ".*"):
+            if sibling.endswith(".tmp"):
+                continue
+            try:
+                st = os.stat(sibling)
+            except OSError:
+                continue
+            if _is_regular(st.st_mode) and (st.st_dev, st.st_ino) not in self.files:
+                found.append((st.st_mtime, sibling, st))
+        for mtime, sibling, st in sorted(found):
+            compressed = sibling.endswith(".gz")
+            try:
+                handle: Any = gzip.open(sibling, "rb") if compressed else open(sibling, "rb")  # noqa: SIM115
+                head = handle.read(self.sources.fingerprint_bytes)
+            except _READ_ERRORS as exc:
+                _log.warning(
+                    "cannot read a rotated file; it is skipped",
+                    extra={"path": sibling, "error": str(exc)},
+                )
+                metrics.DROPPED.labels("rotated_unreadable").inc()
+                continue
+            cp = by_key.get((st.st_dev, st.st_ino))
+            known = (
+                not head
+                or (not compressed and cp is not None and self._adoptable(cp, head, st.st_size))
+                or any(head.startswith(fp) or fp.startswith(head) for fp in prints)
+            )
+            if known:
+                handle.close()
+                continue
+            if mtime < horizon:
+                handle.close()
+                self.stats["unseen_too_old"] += 1
+                _log.info(
+                    "rotated file older than the checkpoints remember; not read",
+                    extra={"path": sibling},
+                )
+                continue
+            handle.seek(0)
+            new = Checkpoint(st.st_dev, st.st_ino, _new_file_id(), head, sibling, 0, done=False)
+            self._store.put(new)
+            self.stats["unseen_rotated"] += 1
+            _log.info("reading a rotated file the agent never opened", extra={"path": sibling})
+            tf = self._track(spec, sibling, handle, new, compressed=compressed)
+            tf.detached = True
+            tf.detached_at = time.monotonic()
+            prints.append(head)
+
+    def _discoverable(self, path: str) -> FileSpec | None:
+        """The spec whose globs match ``path`` (discovery finds it), else ``None``."""
+        for spec in self.specs:
+            if any(fnmatch.fnmatchcase(path, pat) for pat in spec.include) and not (
+                spec.excluded(path)
+            ):
+                return spec
+        return None
+
+    def _reopen_in_place(self, cp: Checkpoint) -> bool:
+        """A row not done at a path discovery never finds (a rotated file or a copy read
+        as such when the agent stopped): open it there and read it on."""
+        spec = self._spec_for(cp.path)
+        if spec is None:
+            return False
+        compressed = cp.path.endswith(".gz")
+        try:
+            handle: Any = gzip.open(cp.path, "rb") if compressed else open(cp.path, "rb")  # noqa: SIM115
+            head = handle.read(len(cp.fingerprint))
+            if not cp.fingerprint or head != cp.fingerprint:
+                handle.close()
+                return False
+            handle.seek(cp.offset)
+        except _READ_ERRORS:
+            return False
+        tf = self._track(spec, cp.path, handle, cp, compressed=compressed)
+        tf.detached = True
+        tf.detached_at = time.monotonic()
+        return True
+
     def _resume_rotated(self) -> None:
         """After a restart: continue files rotated away (renamed or gzipped) while down."""
         assert self._store is not None
@@ -523,7 +651,10 @@ class Tailer(core.Service):
             try:
                 st = os.stat(cp.path)
                 if (st.st_dev, st.st_ino) == (cp.dev, cp.ino):
-                    continue  # still in place; discovery resumes it
+                    if self._discoverable(cp.path) is not None:
+                        continue  # still in place; discovery resumes it
+                    if self._reopen_in_place(cp):
+                        continue
             except OSError:
                 pass
             spec = self._spec_for(cp.path)
@@ -562,7 +693,7 @@ class Tailer(core.Service):
                     continue
                 handle.seek(cp.offset)
                 tf = self._track(spec, sibling, handle, cp, compressed=False)
-            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            except _READ_ERRORS as exc:
                 _log.warning("cannot read rotated file", extra={"path": sibling, "error": str(exc)})
                 continue
             tf.detached = True
@@ -587,6 +718,18 @@ class Tailer(core.Service):
         for tf in self.files.values():
             lag += max(0, tf.size() - tf.committed)
         metrics.LAG_BYTES.set(lag)
+
+
+def _still_on_disk(cp: Checkpoint) -> bool:
+    """Whether ``cp``'s inode is still at its path or one of its rotated names."""
+    for name in (cp.path, *glob.glob(glob.escape(cp.path) + ".*")):
+        try:
+            st = os.stat(name)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (cp.dev, cp.ino):
+            return True
+    return False
 
 
 def _new_file_id() -> str:
