@@ -16,6 +16,7 @@ import glob
 import gzip
 import logging
 import os
+import sqlite3
 import time
 import uuid
 import zlib
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 
 from kloghub import config, core
 from kloghub.runtime import metrics
-from kloghub.tail._checkpoints import Checkpoint, CheckpointStore
+from kloghub.tail._checkpoints import Checkpoint, CheckpointStore, StateUnavailableError
 from kloghub.tail._file import TailedFile, fingerprint_matches
 from kloghub.tail._inotify import Watcher
 from kloghub.tail._spec import FileSpec
@@ -55,6 +56,8 @@ _READ_ERRORS = (OSError, EOFError, gzip.BadGzipFile, zlib.error)
 _RESCAN_MIN_S = 0.25
 _GAUGE_INTERVAL_S = 5.0  # lag in bytes: one fstat per file; scrapes come every 15-60 s
 _FORGET_DONE_AFTER_S = 3600.0
+STATE_RETRY_S = 1.0
+"""How often a full state disk is tried again (the checkpoint store, while reading waits)."""
 _EXPIRE_EVERY_S = 60.0
 _UNSEEN_HORIZON_S = _FORGET_DONE_AFTER_S - 300.0
 """A rotated file no row knows is read when modified after this long before the tailer
@@ -96,6 +99,7 @@ class Tailer(core.Service):
             "deleted_unread_bytes": 0,
             "unseen_rotated": 0,
             "unseen_too_old": 0,
+            "state_retries": 0,
         }
         self._horizon: float | None = None
         self._last_expire = 0.0
@@ -103,14 +107,78 @@ class Tailer(core.Service):
     # ------------------------------------------------------------------ lifecycle
 
     async def _on_start(self) -> None:
-        self._store = CheckpointStore(self.state_dir / "checkpoints.db")
-        alive = self._store.alive()
-        self._horizon = None if alive is None else alive - _UNSEEN_HORIZON_S
-        self._store.touch_alive()
         self._watcher.open()
-        self._resume_rotated()
-        self._read_task = self.spawn("read-loop", self._loop())
+        self._read_task = self.spawn("read-loop", self._run())
         self.spawn("gauges", self._gauge_loop())
+
+    def problem(self) -> str | None:
+        """A readiness check: why the tailer does not read now (``None``: it does)."""
+        if self._store is None:
+            return self._open_problem
+        if self._store.problem is not None:
+            return (
+                f"checkpoints cannot be written ({self._store.problem}): reading paused "
+                "until the state directory has space"
+            )
+        return None
+
+    _open_problem: str | None = "opening the checkpoint database"
+
+    async def _open_state(self) -> bool:
+        """Open the checkpoint store; while the state disk cannot take it (full), wait
+        and try again (the daemon stays up, not ready). ``False``: stopped meanwhile."""
+        path = self.state_dir / "checkpoints.db"
+        warned = False
+        while not self._stopping:
+            try:
+                store = CheckpointStore(path)
+            except StateUnavailableError as exc:
+                self._open_problem = f"cannot open the checkpoint database: {exc}"
+                if not warned:
+                    warned = True
+                    _log.warning(
+                        "cannot open the checkpoint database; waiting for the state "
+                        "directory to take it",
+                        extra={"path": str(path), "error": str(exc)},
+                    )
+                self.stats["state_retries"] += 1
+                await asyncio.sleep(STATE_RETRY_S)
+                continue
+            alive = store.alive()
+            self._horizon = None if alive is None else alive - _UNSEEN_HORIZON_S
+            store.touch_alive()
+            self._store = store
+            self._open_problem = None
+            if warned:
+                _log.info("checkpoint database open", extra={"path": str(path)})
+            return True
+        return False
+
+    async def _run(self) -> None:
+        if not await self._open_state():
+            return
+        try:
+            self._resume_rotated()
+        except sqlite3.Error as exc:
+            assert self._store is not None
+            self._store.failed(exc)
+        await self._loop()
+
+    async def _wait_for_space(self) -> None:
+        """Back-pressure from the state disk: read nothing (the lines stay in the files)
+        until the checkpoints that could not be written are."""
+        store = self._store
+        assert store is not None
+        _log.warning(
+            "state directory cannot take checkpoints; reading paused until it can",
+            extra={"path": str(store.path), "error": store.problem},
+        )
+        while not self._stopping:
+            await asyncio.sleep(STATE_RETRY_S)
+            self.stats["state_retries"] += 1
+            if store.retry():
+                _log.info("state directory writable again; reading resumes")
+                return
 
     async def _on_drain(self) -> None:
         # Stop reading; flush what parsers hold, then wait for outstanding acknowledgements.
@@ -141,7 +209,12 @@ class Tailer(core.Service):
 
     async def _loop(self) -> None:
         last_full = 0.0
+        store = self._store
+        assert store is not None
         while not self._stopping:
+            if store.problem is not None:
+                await self._wait_for_space()
+                continue
             now = time.monotonic()
             since = now - self._last_scan
             if (
@@ -149,7 +222,11 @@ class Tailer(core.Service):
                 or since >= self.sources.rescan_interval
                 or (since >= _RESCAN_MIN_S and self._watcher.take_structural())
             ):
-                self._scan()
+                try:
+                    self._scan()
+                except sqlite3.Error as exc:
+                    store.failed(exc)
+                    continue
             changed = self._watcher.take_changed()
             full = (
                 changed is None
