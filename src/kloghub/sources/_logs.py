@@ -404,6 +404,8 @@ class LogSource(core.Service):
             metrics.DROPPED.labels("filtered").inc(dropped)
         if not encoded.count and not dropped:
             return
+        if encoded.invalid_utf8:
+            metrics.INVALID_UTF8.labels(tf.spec.kind).inc(encoded.invalid_utf8)
         end = encoder.safe_offset()
         chunk = core.Chunk(
             meta.tag,
