@@ -176,3 +176,30 @@ async def test_audit_and_node_files_are_not_looked_up_as_pods_when_the_cache_cha
     finally:
         await source.stop(5)
     assert [e.tag for e in sink.events] == ["audit", "audit"]
+
+
+async def test_invalid_utf8_lines_are_counted_by_a_metric(world: World):
+    """If this failed, invalid UTF-8 would be flagged on each event but counted nowhere:
+    no alert could tell a node that starts writing binary garbage."""
+    from kloghub.runtime import metrics
+
+    log = world.container_dir() / "0.log"
+    log.write_bytes(
+        b"2026-11-27T06:20:43.000000001Z stdout F bad \xff bytes\n"
+        b"2026-11-27T06:20:43.000000002Z stdout F fine\n"
+        b"2026-11-27T06:20:43.000000003Z stderr F worse \xc3\x28\n"
+    )
+    counter = metrics.INVALID_UTF8.labels("containers")
+    before = counter._value.get()
+    src = config.SourcesConfig(
+        containers=config.ContainerSource(paths=[str(world.pods / "*/*/*.log")]),
+        poll_interval=0.02,
+    )
+    sink = Collector()
+    source = sources.LogSource(src, config.ParsersConfig(), world.state, sink)
+    await source.start()
+    try:
+        await sink.wait_for(3)
+    finally:
+        await source.stop(5)
+    assert counter._value.get() == before + 2

@@ -107,9 +107,10 @@ def build(cfg: config.AgentConfig) -> runtime.Daemon:
     node = cfg.node_name or os.environ.get("NODE_NAME")
     watchers, decider = _watchers_and_decider(cfg, node)
     chain = filters.Filters(cfg.filters)
+    readiness = runtime.Readiness()
 
     def source(sink: sources.Sink) -> sources.LogSource:
-        return sources.LogSource(
+        src = sources.LogSource(
             cfg.sources,
             cfg.parsers,
             cfg.state_dir,
@@ -118,6 +119,8 @@ def build(cfg: config.AgentConfig) -> runtime.Daemon:
             decider=decider,
             filters=chain,
         )
+        readiness.add("tailer", src.tailer.problem)  # a full state disk pauses reading
+        return src
 
     components: list[core.Component]
     if schemes <= forward:
@@ -143,6 +146,4 @@ def build(cfg: config.AgentConfig) -> runtime.Daemon:
     else:
         local = _local_output(cfg)
         components = [*watchers, local, source(_decoding(local.send))]
-    return runtime.Daemon(
-        "agent", components, cfg.metrics_addr, cfg.drain_timeout, runtime.Readiness()
-    )
+    return runtime.Daemon("agent", components, cfg.metrics_addr, cfg.drain_timeout, readiness)

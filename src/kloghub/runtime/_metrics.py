@@ -36,6 +36,7 @@ __all__ = [
     "REQUEST_SECONDS",
     "ROTATIONS",
     "TAIL_PAUSED_SECONDS",
+    "INVALID_UTF8",
     "TRUNCATED_LINES",
     "TRUNCATIONS",
     "CollectorRegistry",
@@ -75,6 +76,11 @@ TRUNCATIONS = Counter(
 GZ_CONTINUATIONS = Counter(
     "kloghub_tail_gz_continuations",
     "Rotated files continued inside their gzip because they were compressed before the end.",
+)
+INVALID_UTF8 = Counter(
+    "kloghub_invalid_utf8",
+    "Records read with invalid UTF-8 (shipped flagged, the raw bytes kept), by source.",
+    ["source"],
 )
 TRUNCATED_LINES = Counter(
     "kloghub_truncated_lines", "Lines or joined records cut at the configured size limit."

@@ -333,6 +333,8 @@ class LogSource(core.Service):
         fmt = tf.spec.fmt if old is None or old.format == "auto" else old.format
         multiline = meta.multiline if meta.multiline is not None else self._parsers.multiline
         meta.encoder = None  # the context is set on the new one below
+        if meta.ctx is not None and meta.ctx.file_id != tf.file_id:
+            meta.ctx = None  # truncated: a new identity, so new document ids
         ctx = self._context(tf, meta)
         encoder: _Encoder
         if self._chain is not None:
@@ -402,6 +404,8 @@ class LogSource(core.Service):
             metrics.DROPPED.labels("filtered").inc(dropped)
         if not encoded.count and not dropped:
             return
+        if encoded.invalid_utf8:
+            metrics.INVALID_UTF8.labels(tf.spec.kind).inc(encoded.invalid_utf8)
         end = encoder.safe_offset()
         chunk = core.Chunk(
             meta.tag,

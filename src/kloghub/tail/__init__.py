@@ -5,7 +5,7 @@ It knows files, not Kubernetes, nor lines. Sources plug in :class:`FileSpec` glo
 folder for the cases it handles and its limits.
 """
 
-from kloghub.tail._checkpoints import Checkpoint, CheckpointStore
+from kloghub.tail._checkpoints import Checkpoint, CheckpointStore, StateUnavailableError
 from kloghub.tail._file import TailedFile, fingerprint_matches
 from kloghub.tail._spec import NEVER_DISCOVERED, FileSpec
 from kloghub.tail._tailer import Reader, Tailer
@@ -16,6 +16,7 @@ __all__ = [
     "CheckpointStore",
     "FileSpec",
     "Reader",
+    "StateUnavailableError",
     "TailedFile",
     "Tailer",
     "fingerprint_matches",

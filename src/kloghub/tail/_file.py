@@ -82,6 +82,12 @@ class TailedFile:
         self.pos += len(data)
         return data
 
+    def head(self, n: int) -> bytes:
+        """The file's first ``n`` bytes as they are now (empty for gzip continuations)."""
+        if self.compressed:
+            return b""
+        return os.pread(self.handle.fileno(), n, 0)
+
     def seek(self, offset: int) -> None:
         """Read again from ``offset`` (at or after the committed offset; the tracker stays:
         what is in flight still commits in order)."""
@@ -97,11 +103,14 @@ class TailedFile:
         except (OSError, ValueError):
             return self.pos
 
-    def rewind(self) -> None:
-        """The file was truncated (copytruncate): read it again from the start."""
+    def rewind(self, file_id: str, fingerprint: bytes) -> None:
+        """The file was truncated (copytruncate): read it again from the start, as a new
+        identity (offsets restart, so document ids must not repeat)."""
         self.handle.seek(0)
         self.pos = 0
         self.tracker = core.OffsetTracker(0)
+        self.file_id = file_id
+        self.fingerprint = fingerprint
 
     def close(self) -> None:
         if not self.closed:

@@ -16,14 +16,16 @@ import glob
 import gzip
 import logging
 import os
+import sqlite3
 import time
 import uuid
+import zlib
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from kloghub import config, core
 from kloghub.runtime import metrics
-from kloghub.tail._checkpoints import Checkpoint, CheckpointStore
+from kloghub.tail._checkpoints import Checkpoint, CheckpointStore, StateUnavailableError
 from kloghub.tail._file import TailedFile, fingerprint_matches
 from kloghub.tail._inotify import Watcher
 from kloghub.tail._spec import FileSpec
@@ -49,9 +51,18 @@ class Reader(Protocol):
 
 
 CHUNK_BYTES = 1024 * 1024
+_READ_ERRORS = (OSError, EOFError, gzip.BadGzipFile, zlib.error)
+"""What reading a file (a damaged gzip among them) may raise: the file is skipped, counted."""
 _RESCAN_MIN_S = 0.25
 _GAUGE_INTERVAL_S = 5.0  # lag in bytes: one fstat per file; scrapes come every 15-60 s
 _FORGET_DONE_AFTER_S = 3600.0
+STATE_RETRY_S = 1.0
+"""How often a full state disk is tried again (the checkpoint store, while reading waits)."""
+_EXPIRE_EVERY_S = 60.0
+_UNSEEN_HORIZON_S = _FORGET_DONE_AFTER_S - 300.0
+"""A rotated file no row knows is read when modified after this long before the tailer
+was last alive: a row outlives its file by ``_FORGET_DONE_AFTER_S``, so within this
+horizon "no row" means "never read", not "read and forgotten"."""
 
 
 class Tailer(core.Service):
@@ -86,16 +97,88 @@ class Tailer(core.Service):
             "truncations": 0,
             "gz_continuations": 0,
             "deleted_unread_bytes": 0,
+            "unseen_rotated": 0,
+            "unseen_too_old": 0,
+            "state_retries": 0,
         }
+        self._horizon: float | None = None
+        self._last_expire = 0.0
 
     # ------------------------------------------------------------------ lifecycle
 
     async def _on_start(self) -> None:
-        self._store = CheckpointStore(self.state_dir / "checkpoints.db")
         self._watcher.open()
-        self._resume_rotated()
-        self._read_task = self.spawn("read-loop", self._loop())
+        self._read_task = self.spawn("read-loop", self._run())
         self.spawn("gauges", self._gauge_loop())
+
+    def problem(self) -> str | None:
+        """A readiness check: why the tailer does not read now (``None``: it does)."""
+        if self._store is None:
+            return self._open_problem
+        if self._store.problem is not None:
+            return (
+                f"checkpoints cannot be written ({self._store.problem}): reading paused "
+                "until the state directory has space"
+            )
+        return None
+
+    _open_problem: str | None = "opening the checkpoint database"
+
+    async def _open_state(self) -> bool:
+        """Open the checkpoint store; while the state disk cannot take it (full), wait
+        and try again (the daemon stays up, not ready). ``False``: stopped meanwhile."""
+        path = self.state_dir / "checkpoints.db"
+        warned = False
+        while not self._stopping:
+            try:
+                store = CheckpointStore(path)
+            except StateUnavailableError as exc:
+                self._open_problem = f"cannot open the checkpoint database: {exc}"
+                if not warned:
+                    warned = True
+                    _log.warning(
+                        "cannot open the checkpoint database; waiting for the state "
+                        "directory to take it",
+                        extra={"path": str(path), "error": str(exc)},
+                    )
+                self.stats["state_retries"] += 1
+                await asyncio.sleep(STATE_RETRY_S)
+                continue
+            alive = store.alive()
+            self._horizon = None if alive is None else alive - _UNSEEN_HORIZON_S
+            store.touch_alive()
+            self._store = store
+            self._open_problem = None
+            if warned:
+                _log.info("checkpoint database open", extra={"path": str(path)})
+            return True
+        return False
+
+    async def _run(self) -> None:
+        if not await self._open_state():
+            return
+        try:
+            self._resume_rotated()
+        except sqlite3.Error as exc:
+            assert self._store is not None
+            self._store.failed(exc)
+        await self._loop()
+
+    async def _wait_for_space(self) -> None:
+        """Back-pressure from the state disk: read nothing (the lines stay in the files)
+        until the checkpoints that could not be written are."""
+        store = self._store
+        assert store is not None
+        _log.warning(
+            "state directory cannot take checkpoints; reading paused until it can",
+            extra={"path": str(store.path), "error": store.problem},
+        )
+        while not self._stopping:
+            await asyncio.sleep(STATE_RETRY_S)
+            self.stats["state_retries"] += 1
+            if store.retry():
+                _log.info("state directory writable again; reading resumes")
+                return
 
     async def _on_drain(self) -> None:
         # Stop reading; flush what parsers hold, then wait for outstanding acknowledgements.
@@ -126,7 +209,12 @@ class Tailer(core.Service):
 
     async def _loop(self) -> None:
         last_full = 0.0
+        store = self._store
+        assert store is not None
         while not self._stopping:
+            if store.problem is not None:
+                await self._wait_for_space()
+                continue
             now = time.monotonic()
             since = now - self._last_scan
             if (
@@ -134,7 +222,11 @@ class Tailer(core.Service):
                 or since >= self.sources.rescan_interval
                 or (since >= _RESCAN_MIN_S and self._watcher.take_structural())
             ):
-                self._scan()
+                try:
+                    self._scan()
+                except sqlite3.Error as exc:
+                    store.failed(exc)
+                    continue
             changed = self._watcher.take_changed()
             full = (
                 changed is None
@@ -196,17 +288,22 @@ class Tailer(core.Service):
 
     async def _read_once(self, tf: TailedFile) -> bool:
         """One read from ``tf``; at EOF, check for rotation, truncation and deletion."""
+        if tf.pos and not self._same_head(tf):
+            self._truncated(tf, tf.size())  # copytruncate, then more written than was read
         offset = tf.pos
         try:
             data = tf.read(CHUNK_BYTES)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except _READ_ERRORS as exc:
             _log.warning("read failed; closing file", extra={"path": tf.path, "error": str(exc)})
+            metrics.DROPPED.labels("read_failed").inc()
             await self._finish(tf)
             return False
         if not data:
             await self._at_eof(tf)
             return False
         metrics.BYTES_READ.labels(tf.spec.kind).inc(len(data))
+        if len(tf.fingerprint) < self.sources.fingerprint_bytes and not tf.compressed:
+            self._grow_fingerprint(tf)
         started = time.monotonic()
         await self._reader.read(tf, data, offset)
         waited = time.monotonic() - started
@@ -214,6 +311,21 @@ class Tailer(core.Service):
             self.paused_seconds += waited
             metrics.TAIL_PAUSED_SECONDS.inc(waited)
         return True
+
+    def _grow_fingerprint(self, tf: TailedFile) -> None:
+        """A file opened short (often empty: a new ``0.log``) gets its fingerprint as it
+        grows, stored *before* its bytes are handed on: a row never claims a file_id for
+        data whose head it does not know (inode reuse would adopt it)."""
+        want = min(self.sources.fingerprint_bytes, tf.pos)
+        if want <= len(tf.fingerprint):
+            return
+        try:
+            head = tf.head(want)
+        except OSError:
+            return
+        tf.fingerprint = head
+        if self._store is not None:
+            self._store.set_fingerprint(tf.dev, tf.ino, head)
 
     def finalizer(self, tf: TailedFile, end_offset: int, count: int = 1) -> core.Finalizer:
         """What the source hands on with data of ``tf`` up to ``end_offset`` (reserved in
@@ -273,6 +385,9 @@ class Tailer(core.Service):
             tf.detached_at = time.monotonic()
             self.stats["rotations"] += 1
             metrics.ROTATIONS.inc()
+            # More rotations than reads (a stalled output): files born and rotated away
+            # since the last scan are among the siblings, unknown.
+            self._read_unseen_siblings(tf.spec, tf.path, time.time() - _UNSEEN_HORIZON_S)
             # One more read: data written between the last read and the rename.
             return
         await self._finish(tf)
@@ -282,16 +397,88 @@ class Tailer(core.Service):
         self._active.discard(tf.key)
         self._held.discard(tf.key)
 
+    def _same_head(self, tf: TailedFile) -> bool:
+        """Whether the file still starts with its fingerprint (a copytruncate followed by
+        more writes than were read leaves it longer, but with other first bytes)."""
+        if not tf.fingerprint or tf.compressed:
+            return True
+        try:
+            return tf.head(len(tf.fingerprint)) == tf.fingerprint
+        except OSError:
+            return True
+
     def _truncated(self, tf: TailedFile, size: int) -> None:
+        """Copytruncate: the copy (a sibling starting with the file's fingerprint) is read
+        on from the committed offset under the old identity; the truncated file is read
+        from the start as a **new** identity, so no (file_id, offset) repeats."""
         _log.info(
             "file truncated; reading it again from the start",
             extra={"path": tf.path, "offset": tf.pos, "size": size},
         )
         self.stats["truncations"] += 1
         metrics.TRUNCATIONS.inc()
-        tf.rewind()
+        old = Checkpoint(
+            tf.dev, tf.ino, tf.file_id, tf.fingerprint, tf.path, tf.committed, done=False
+        )
+        if old.fingerprint and not self._continue_copy(tf.spec, old):
+            lost = tf.pos - tf.committed
+            if lost > 0:
+                _log.info(
+                    "no copy of the truncated file found; bytes read and not yet "
+                    "acknowledged are only in flight",
+                    extra={"path": tf.path, "bytes": lost},
+                )
+        try:
+            head = tf.head(self.sources.fingerprint_bytes)
+        except OSError:
+            head = b""
+        tf.rewind(_new_file_id(), head)
         if self._store is not None:
-            self._store.commit_offset(tf.dev, tf.ino, 0, tf.fingerprint)
+            self._store.put(Checkpoint(tf.dev, tf.ino, tf.file_id, head, tf.path, 0, done=False))
+
+    def _continue_copy(self, spec: FileSpec, cp: Checkpoint) -> bool:
+        """Vector's way with copytruncate: a sibling (``<path>.*``, plain or gzip) whose
+        head is the truncated file's fingerprint holds what it lost; read it from the
+        committed offset as the same identity (same ids: what is read again is absorbed)."""
+        for sibling in sorted(glob.glob(glob.escape(cp.path) + ".*")):
+            if sibling.endswith(".tmp"):
+                continue
+            try:
+                if sibling.endswith(".gz"):
+                    handle: Any = gzip.open(sibling, "rb")  # noqa: SIM115 - owned by the TailedFile
+                    head = handle.read(len(cp.fingerprint))
+                    st = os.fstat(handle.fileno())
+                else:
+                    handle = open(sibling, "rb")  # noqa: SIM115
+                    st = os.fstat(handle.fileno())
+                    head = handle.read(len(cp.fingerprint))
+                key = (st.st_dev, st.st_ino)
+                if (
+                    head != cp.fingerprint
+                    or key in self.files
+                    or (not sibling.endswith(".gz") and st.st_size <= cp.offset)
+                ):
+                    handle.close()
+                    continue
+                handle.seek(cp.offset)
+            except _READ_ERRORS as exc:
+                _log.warning("cannot read rotated file", extra={"path": sibling, "error": str(exc)})
+                continue
+            _log.info(
+                "reading the copy of a truncated file from its checkpoint",
+                extra={"path": sibling, "offset": cp.offset},
+            )
+            copy = Checkpoint(
+                st.st_dev, st.st_ino, cp.file_id, cp.fingerprint, sibling, cp.offset, done=False
+            )
+            compressed = sibling.endswith(".gz")
+            if self._store is not None:
+                self._store.put(copy)
+            tf = self._track(spec, sibling, handle, copy, compressed=compressed)
+            tf.detached = True
+            tf.detached_at = time.monotonic()
+            return True
+        return False
 
     async def _finish(self, tf: TailedFile) -> None:
         """Read to the end after rotation/deletion: flush what the source holds and close."""
@@ -308,6 +495,7 @@ class Tailer(core.Service):
         first = self._first_scan
         self._first_scan = False
         seen: set[tuple[int, int]] = set()
+        paths: dict[str, FileSpec] = {}
         for spec in self.specs:
             for pattern in spec.include:
                 for directory, contents, names in _glob_dirs(pattern):
@@ -326,16 +514,38 @@ class Tailer(core.Service):
                         continue
                     key = (st.st_dev, st.st_ino)
                     seen.add(key)
+                    paths.setdefault(real, spec)
                     tf = self.files.get(key)
                     if tf is not None:
                         continue
                     if len(self.files) >= self.sources.max_open_files:
                         continue
                     self._open(spec, real, st, first, found)
+        if first:
+            self._read_unseen_at_start(paths)
         self._close_stale_deleted()
         self._watcher.forget_missing()
-        if self._store is not None:
-            self._store.expire(_FORGET_DONE_AFTER_S)
+        self._expire()
+
+    def _read_unseen_at_start(self, paths: dict[str, FileSpec]) -> None:
+        """Files born and rotated away while the agent was down were never opened, so no
+        row names them: read them (oldest first) before the kubelet deletes them. The
+        first start of all (no state) reads none: rotated files are history then."""
+        if self._horizon is None or self._store is None:
+            return
+        for cp in self._store.all():
+            spec = self._discoverable(cp.path)
+            if spec is not None:
+                paths.setdefault(cp.path, spec)
+        for path, spec in sorted(paths.items()):
+            self._read_unseen_siblings(spec, path, self._horizon)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        if self._store is not None and now - self._last_expire >= _EXPIRE_EVERY_S:
+            self._last_expire = now
+            self._store.touch_alive()
+            self._store.expire(_FORGET_DONE_AFTER_S, _still_on_disk)
 
     def _open(
         self, spec: FileSpec, path: str, st: os.stat_result, first_scan: bool, found: str
@@ -348,14 +558,20 @@ class Tailer(core.Service):
             return
         fp = handle.read(self.sources.fingerprint_bytes)
         cp = self._store.get(st.st_dev, st.st_ino)
-        if cp is not None and fingerprint_matches(cp.fingerprint, fp):
+        if cp is not None and self._adoptable(cp, fp, st.st_size):
             offset, file_id = cp.offset, cp.file_id
         else:
             if cp is not None:
-                _log.info("inode reused by a new file", extra={"path": path})
+                _log.info(
+                    "inode reused by a new file (or the file was truncated while the agent "
+                    "was away); reading it from the start as a new file",
+                    extra={"path": path, "was": cp.path},
+                )
+                if cp.fingerprint and not cp.done and cp.path == path:
+                    self._continue_copy(spec, cp)  # copytruncate while the agent was away
             from_tail = spec.read_from == "tail" and first_scan
             offset = st.st_size if from_tail else 0
-            file_id = uuid.uuid4().hex[:16]
+            file_id = _new_file_id()
         current = Checkpoint(st.st_dev, st.st_ino, file_id, fp, path, offset, done=False)
         if current != cp:
             self._store.put(current)
@@ -363,6 +579,19 @@ class Tailer(core.Service):
         self._watcher.watch_dir(os.path.dirname(path))
         tf = self._track(spec, path, handle, current, compressed=False)
         tf.discovered_as = found
+
+    def _adoptable(self, cp: Checkpoint, head: bytes, size: int) -> bool:
+        """Whether the file at ``cp``'s inode is ``cp``'s file: its head starts with the
+        row's fingerprint, which is not empty and covers what the row read (rows written
+        before fingerprints grew have a short one), and it is not shorter than the row's
+        offset. Anything else is another file that reused the inode: never adopt it."""
+        fp = cp.fingerprint
+        return (
+            bool(fp)
+            and len(fp) >= min(self.sources.fingerprint_bytes, cp.offset)
+            and head.startswith(fp)
+            and size >= cp.offset
+        )
 
     def _track(
         self, spec: FileSpec, path: str, handle: object, cp: Checkpoint, *, compressed: bool
@@ -404,6 +633,92 @@ class Tailer(core.Service):
                 tf.close()
                 self._forget(tf)
 
+    def _read_unseen_siblings(self, spec: FileSpec, path: str, horizon: float) -> None:
+        """Read the rotated names of ``path`` (``<path>.*``, plain or gzip) that no row
+        knows — by inode, or by fingerprint for a gzip — as new files, oldest first."""
+        assert self._store is not None
+        rows = self._store.near(path)
+        by_key = {(cp.dev, cp.ino): cp for cp in rows}
+        prints = [cp.fingerprint for cp in rows if cp.fingerprint]
+        found: list[tuple[float, str, os.stat_result]] = []
+        for sibling in glob.glob(glob.escape(path) + ".*"):
+            if sibling.endswith(".tmp"):
+                continue
+            try:
+                st = os.stat(sibling)
+            except OSError:
+                continue
+            if _is_regular(st.st_mode) and (st.st_dev, st.st_ino) not in self.files:
+                found.append((st.st_mtime, sibling, st))
+        for mtime, sibling, st in sorted(found):
+            compressed = sibling.endswith(".gz")
+            try:
+                handle: Any = gzip.open(sibling, "rb") if compressed else open(sibling, "rb")  # noqa: SIM115
+                head = handle.read(self.sources.fingerprint_bytes)
+            except _READ_ERRORS as exc:
+                _log.warning(
+                    "cannot read a rotated file; it is skipped",
+                    extra={"path": sibling, "error": str(exc)},
+                )
+                metrics.DROPPED.labels("rotated_unreadable").inc()
+                continue
+            cp = by_key.get((st.st_dev, st.st_ino))
+            known = (
+                not head
+                or (not compressed and cp is not None and self._adoptable(cp, head, st.st_size))
+                or any(head.startswith(fp) or fp.startswith(head) for fp in prints)
+            )
+            if known:
+                handle.close()
+                continue
+            if mtime < horizon:
+                handle.close()
+                self.stats["unseen_too_old"] += 1
+                _log.info(
+                    "rotated file older than the checkpoints remember; not read",
+                    extra={"path": sibling},
+                )
+                continue
+            handle.seek(0)
+            new = Checkpoint(st.st_dev, st.st_ino, _new_file_id(), head, sibling, 0, done=False)
+            self._store.put(new)
+            self.stats["unseen_rotated"] += 1
+            _log.info("reading a rotated file the agent never opened", extra={"path": sibling})
+            tf = self._track(spec, sibling, handle, new, compressed=compressed)
+            tf.detached = True
+            tf.detached_at = time.monotonic()
+            prints.append(head)
+
+    def _discoverable(self, path: str) -> FileSpec | None:
+        """The spec whose globs match ``path`` (discovery finds it), else ``None``."""
+        for spec in self.specs:
+            if any(fnmatch.fnmatchcase(path, pat) for pat in spec.include) and not (
+                spec.excluded(path)
+            ):
+                return spec
+        return None
+
+    def _reopen_in_place(self, cp: Checkpoint) -> bool:
+        """A row not done at a path discovery never finds (a rotated file or a copy read
+        as such when the agent stopped): open it there and read it on."""
+        spec = self._spec_for(cp.path)
+        if spec is None:
+            return False
+        compressed = cp.path.endswith(".gz")
+        try:
+            handle: Any = gzip.open(cp.path, "rb") if compressed else open(cp.path, "rb")  # noqa: SIM115
+            head = handle.read(len(cp.fingerprint))
+            if not cp.fingerprint or head != cp.fingerprint:
+                handle.close()
+                return False
+            handle.seek(cp.offset)
+        except _READ_ERRORS:
+            return False
+        tf = self._track(spec, cp.path, handle, cp, compressed=compressed)
+        tf.detached = True
+        tf.detached_at = time.monotonic()
+        return True
+
     def _resume_rotated(self) -> None:
         """After a restart: continue files rotated away (renamed or gzipped) while down."""
         assert self._store is not None
@@ -413,7 +728,10 @@ class Tailer(core.Service):
             try:
                 st = os.stat(cp.path)
                 if (st.st_dev, st.st_ino) == (cp.dev, cp.ino):
-                    continue  # still in place; discovery resumes it
+                    if self._discoverable(cp.path) is not None:
+                        continue  # still in place; discovery resumes it
+                    if self._reopen_in_place(cp):
+                        continue
             except OSError:
                 pass
             spec = self._spec_for(cp.path)
@@ -447,9 +765,12 @@ class Tailer(core.Service):
                 if (st.st_dev, st.st_ino) != (cp.dev, cp.ino):
                     continue
                 handle = open(sibling, "rb")  # noqa: SIM115
+                if not self._adoptable(cp, handle.read(len(cp.fingerprint)), st.st_size):
+                    handle.close()
+                    continue
                 handle.seek(cp.offset)
                 tf = self._track(spec, sibling, handle, cp, compressed=False)
-            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            except _READ_ERRORS as exc:
                 _log.warning("cannot read rotated file", extra={"path": sibling, "error": str(exc)})
                 continue
             tf.detached = True
@@ -474,6 +795,22 @@ class Tailer(core.Service):
         for tf in self.files.values():
             lag += max(0, tf.size() - tf.committed)
         metrics.LAG_BYTES.set(lag)
+
+
+def _still_on_disk(cp: Checkpoint) -> bool:
+    """Whether ``cp``'s inode is still at its path or one of its rotated names."""
+    for name in (cp.path, *glob.glob(glob.escape(cp.path) + ".*")):
+        try:
+            st = os.stat(name)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (cp.dev, cp.ino):
+            return True
+    return False
+
+
+def _new_file_id() -> str:
+    return uuid.uuid4().hex[:16]
 
 
 def _glob_dirs(pattern: str) -> list[tuple[str, bool, str]]:
