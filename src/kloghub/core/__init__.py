@@ -3,6 +3,7 @@
 This layer imports no framework; everything else builds on it.
 """
 
+from kloghub.core._budget import Budget
 from kloghub.core._chunk import Chunk
 from kloghub.core._errors import ConfigError, KloghubError, PermanentError, RetryableError
 from kloghub.core._event import Batch, Event
@@ -11,6 +12,7 @@ from kloghub.core._lifecycle import Component, Service, State, Supervisor
 
 __all__ = [
     "Batch",
+    "Budget",
     "Chunk",
     "Component",
     "ConfigError",

@@ -17,6 +17,8 @@ __all__ = [
     "FILES_TAILED",
     "FORWARD_CONNECTIONS",
     "FORWARD_DUPLICATE_CHUNKS",
+    "FORWARD_IN_FLIGHT_BYTES",
+    "FORWARD_PAUSED",
     "FORWARD_REFUSED",
     "GZ_CONTINUATIONS",
     "KERNEL_FALLBACKS",
@@ -97,4 +99,12 @@ FORWARD_REFUSED = Counter(
 FORWARD_DUPLICATE_CHUNKS = Counter(
     "kloghub_forward_duplicate_chunks",
     "Resent Forward chunks acknowledged again without being stored twice.",
+)
+FORWARD_IN_FLIGHT_BYTES = Gauge(
+    "kloghub_forward_in_flight_bytes",
+    "Bytes the Forward listener read and has not yet stored in every sink queue.",
+)
+FORWARD_PAUSED = Counter(
+    "kloghub_forward_paused",
+    "Reads the Forward listener delayed because max_in_flight_bytes was reached.",
 )
