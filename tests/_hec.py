@@ -33,6 +33,8 @@ What it does:
   full" while :attr:`HecServer.unhealthy`; with ``?token=``: 400 code 21 "Invalid token" /
   code 22 "Token disabled".
 - **TLS** when started with an ``ssl_context``.
+- **A slow indexer**: ``delay`` seconds before each event or raw request is answered (a
+  Splunk that indexes slower than the collector receives).
 - **Fault injection**: :meth:`HecServer.fail_next` answers the next event requests with any
   documented code (its HTTP status and text from the table, ``Retry-After`` optional);
   :meth:`HecServer.reject_when` refuses requests holding an envelope a predicate picks,
@@ -51,6 +53,7 @@ balancer (sticky channels), no query-string auth even when enabled.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import time
@@ -118,9 +121,13 @@ class _Failure:
 class HecServer:
     """Start with ``await server.start()``; ``server.url`` is ``http://127.0.0.1:<port>``."""
 
-    def __init__(self, tokens: dict[str, Token] | None = None, ack_delay: float = 0.0) -> None:
+    def __init__(
+        self, tokens: dict[str, Token] | None = None, ack_delay: float = 0.0, delay: float = 0.0
+    ) -> None:
         self.tokens = tokens if tokens is not None else {"good-token": Token()}
         self.ack_delay = ack_delay
+        self.delay = delay
+        """Seconds each event/raw request waits before it is handled."""
         self.unhealthy = False
         self.lose_acks = False
         self.events: list[dict[str, Any]] = []
@@ -275,6 +282,8 @@ class HecServer:
     # ------------------------------------------------------------------ endpoints
 
     async def _event(self, request: web.Request) -> web.Response:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         token, channel, body, refused = await self._prelude(request)
         if refused is not None or token is None:
             assert refused is not None
@@ -328,6 +337,8 @@ class HecServer:
         return None
 
     async def _raw(self, request: web.Request) -> web.Response:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         token, channel, body, refused = await self._prelude(request)
         if refused is not None or token is None:
             assert refused is not None

@@ -433,3 +433,39 @@ async def test_listener_requires_certificates_when_tls_is_enabled(store):
     with pytest.raises(core.ConfigError) as info:
         await server.start()
     assert "cert_file" in str(info.value)
+
+
+# --------------------------------------------------------------------------- back-pressure
+
+
+async def test_listener_stops_reading_every_connection_while_its_budget_is_held(store):
+    """If this failed, a burst from many agents would pile up in the collector's memory
+    instead of waiting in the agents' buffers (no TCP back-pressure)."""
+    budget = core.Budget(1)
+    release = asyncio.Event()
+    stored: list[str] = []
+
+    async def deliver(batch: core.Batch) -> None:
+        stored.append(batch.events[0].record["log"])
+        if len(stored) == 1:
+            await release.wait()
+
+    server = transport.ForwardServer("127.0.0.1:0", config.ListenerConfig(), deliver, budget=budget)
+    await server.start()
+    try:
+        first, second = await RawClient.connect(server), await RawClient.connect(server)
+        await first.send(chunk_request("t", 1, "a"))
+        while not stored:
+            await asyncio.sleep(0.01)
+        await second.send(chunk_request("t", 1, "b"))
+        with pytest.raises(TimeoutError):
+            await second.answer(timeout=0.3)  # not read: the budget is held by "a"
+        assert stored == ["a-0"]
+        release.set()
+        assert await first.answer() == {"ack": "a"}
+        assert await second.answer() == {"ack": "b"}
+        assert budget.used == 0
+        await first.close()
+        await second.close()
+    finally:
+        await server.stop(5)

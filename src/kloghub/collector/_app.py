@@ -13,11 +13,45 @@ reverse: the listener stops accepting first, and queues close last.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 from pathlib import Path
 
 from kloghub import buffer, config, core, normalize, outputs, runtime, sinks, store, transport
 
 __all__ = ["build"]
+
+_SINK_BATCHES = 2
+_TRIM_INTERVAL = 5.0
+
+
+class _MemoryTrim(core.Service):
+    """Hands freed memory back to the system once a burst is over.
+
+    The allocator keeps the pages that a burst of decoded requests freed, so without
+    this the resident size stays near its peak: every few seconds in which the listener
+    holds nothing, ``malloc_trim(0)`` (glibc; a few milliseconds) returns them.
+    """
+
+    name = "memory-trim"
+
+    def __init__(self, budget: core.Budget) -> None:
+        super().__init__()
+        self._budget = budget
+        path = ctypes.util.find_library("c")
+        libc = ctypes.CDLL(path) if path else None
+        self._trim = getattr(libc, "malloc_trim", None)  # glibc only
+
+    async def _on_start(self) -> None:
+        if self._trim is not None:
+            self.spawn("trim", self._loop())
+
+    async def _loop(self) -> None:
+        assert self._trim is not None
+        while True:
+            await asyncio.sleep(_TRIM_INTERVAL)
+            if not self._budget.used:
+                await asyncio.to_thread(self._trim, 0)
 
 
 class _Router:
@@ -41,12 +75,15 @@ class _Router:
 
 def _sink(index: int, cfg: config.SinkConfig, dlq: sinks.DeadLetterQueue) -> core.Service:
     scheme, _, rest = cfg.url.partition(":")
+    # Behind the disk queue, a sink holds in memory only the batch it is writing and
+    # _SINK_BATCHES more (each at most batch_max_records / batch_max_bytes): the rest
+    # waits on disk.
     if scheme == "file":
-        return outputs.FileOutput(Path(rest), documents=True)
+        return outputs.FileOutput(Path(rest), documents=True, queue_batches=_SINK_BATCHES)
     if scheme == "stdout":
-        return outputs.FileOutput(None, documents=True)
+        return outputs.FileOutput(None, documents=True, queue_batches=_SINK_BATCHES)
     if scheme == "store":
-        return store.StoreSink.from_config(cfg)
+        return store.StoreSink.from_config(cfg, queue_batches=_SINK_BATCHES)
     if sinks.handles(cfg.url):
         return sinks.build(cfg, dlq)
     raise core.ConfigError([f"collector.sinks[{index}].url: {scheme}: has no sink"])
@@ -75,8 +112,16 @@ def build(cfg: config.CollectorConfig) -> runtime.Daemon:
         for i, (q, sink, s) in enumerate(zip(queues, built, cfg.sinks, strict=True))
     ]
     router = _Router(normalize.Normalizer(cfg.normalizer), queues)
-    listener = transport.ForwardServer(cfg.listen, cfg.listener, router.deliver)
-    components: list[core.Component] = [dlq, *queues, *built, *pumps, listener]
+    budget = core.Budget(int(cfg.max_in_flight_bytes))
+    listener = transport.ForwardServer(cfg.listen, cfg.listener, router.deliver, budget=budget)
+    components: list[core.Component] = [
+        dlq,
+        *queues,
+        *built,
+        *pumps,
+        listener,
+        _MemoryTrim(budget),
+    ]
     if cfg.audit_webhook.enabled:
         components.append(transport.AuditWebhook(cfg.audit_webhook, router.deliver))
     return runtime.Daemon("collector", components, cfg.metrics_addr, cfg.drain_timeout, readiness)

@@ -598,6 +598,13 @@ class CollectorConfig(Model):
     audit_webhook: AuditWebhookConfig = Field(default_factory=AuditWebhookConfig)
     dead_letter_max_bytes: Size = Size(512 * 1024 * 1024)
     """Upper bound of the dead-letter store."""
+    max_in_flight_bytes: Size = Size(16 * 1024 * 1024)
+    """Bytes the Forward listener may hold, across all connections, between reading a
+    request and having it stored in every sink queue (as received, before decoding; held
+    in memory decoded and normalized, several times larger). When reached, the listener
+    stops reading and acknowledging (TCP back-pressure to the agents, which keep the data
+    in their buffers) until stores complete. With the defaults the collector stays under
+    256 MiB resident whatever the load."""
 
     @field_validator("sinks")
     @classmethod

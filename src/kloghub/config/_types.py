@@ -70,6 +70,7 @@ SINK_SCHEMES = (
     "file",
     "stdout",
     "store",
+    "null",
 )
 """Where a collector can send."""
 

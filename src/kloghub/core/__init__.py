@@ -3,6 +3,7 @@
 This layer imports no framework; everything else builds on it.
 """
 
+from kloghub.core._budget import Budget
 from kloghub.core._chunk import Chunk
 from kloghub.core._errors import ConfigError, KloghubError, PermanentError, RetryableError
 from kloghub.core._event import Batch, Event
@@ -12,6 +13,7 @@ from kloghub.core._origin import Method, Origin
 
 __all__ = [
     "Batch",
+    "Budget",
     "Chunk",
     "Component",
     "ConfigError",

@@ -36,13 +36,14 @@ class FileOutput(core.Service):
         supervisor: core.Supervisor | None = None,
         *,
         documents: bool = False,
+        queue_batches: int = _QUEUE_BATCHES,
     ) -> None:
         super().__init__(supervisor)
         self.path = path
         self.name = f"file:{path}" if path is not None else "stdout:"
         self._kind = "file" if path is not None else "stdout"
         self._fsync = fsync and path is not None
-        self._queue: asyncio.Queue[core.Batch] = asyncio.Queue(_QUEUE_BATCHES)
+        self._queue: asyncio.Queue[core.Batch] = asyncio.Queue(queue_batches)
         self._file: BinaryIO | None = None
         self._encode = _ndjson.encode_document if documents else _ndjson.encode
         """Collector sinks write the ECS document of a document event; agents the record."""

@@ -18,6 +18,8 @@ __all__ = [
     "FILES_TAILED",
     "FORWARD_CONNECTIONS",
     "FORWARD_DUPLICATE_CHUNKS",
+    "FORWARD_IN_FLIGHT_BYTES",
+    "FORWARD_PAUSED",
     "FORWARD_REFUSED",
     "GZ_CONTINUATIONS",
     "KERNEL_FALLBACKS",
@@ -115,4 +117,12 @@ POLICY_VIOLATIONS = Counter(
     "kloghub_policy_violations",
     "Records a sender was not allowed to send as they were (stored flagged), by reason.",
     ["reason"],
+)
+FORWARD_IN_FLIGHT_BYTES = Gauge(
+    "kloghub_forward_in_flight_bytes",
+    "Bytes the Forward listener read and has not yet stored in every sink queue.",
+)
+FORWARD_PAUSED = Counter(
+    "kloghub_forward_paused",
+    "Reads the Forward listener delayed because max_in_flight_bytes was reached.",
 )

@@ -1,4 +1,5 @@
-"""The collector's SIEM sinks (Elasticsearch, OpenSearch, Splunk HEC) and the dead-letter queue.
+"""The collector's SIEM sinks (Elasticsearch, OpenSearch, Splunk HEC, and ``null:``, which
+discards) and the dead-letter queue.
 
 Build a sink with :func:`build` (or its class) from a ``config.SinkConfig`` and the
 collector's :class:`DeadLetterQueue`; feed it ``core.Batch``es of normalized events
@@ -18,6 +19,7 @@ from kloghub.sinks._dlq import (
     summarize,
 )
 from kloghub.sinks._elasticsearch import ElasticsearchSink
+from kloghub.sinks._null import NullSink
 from kloghub.sinks._opensearch import OpenSearchSink
 from kloghub.sinks._replay import ReplayReport, replay
 from kloghub.sinks._sink import FatalError, Item, Outcome, Refusal, Sink, SplitError
@@ -31,6 +33,7 @@ __all__ = [
     "ElasticsearchSink",
     "FatalError",
     "Item",
+    "NullSink",
     "OpenSearchSink",
     "Outcome",
     "Refusal",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from kloghub import config, core
 from kloghub.sinks import _dlq, _sink
 from kloghub.sinks._elasticsearch import ElasticsearchSink
+from kloghub.sinks._null import NullSink
 from kloghub.sinks._opensearch import OpenSearchSink
 from kloghub.sinks._splunk import SplunkHecSink
 
@@ -17,6 +18,7 @@ SCHEMES: dict[str, type[_sink.Sink]] = {
     "opensearch+http": OpenSearchSink,
     "splunk-hec+https": SplunkHecSink,
     "splunk-hec+http": SplunkHecSink,
+    "null": NullSink,
 }
 """The URL schemes of this package's sinks (``file:``, ``stdout:``, ``store:`` are not)."""
 
@@ -39,5 +41,7 @@ def build(
     setting the sink cannot use (no I/O: clients are created in ``start``)."""
     cls = SCHEMES.get(_scheme(cfg.url))
     if cls is None:
-        raise core.ConfigError([f"sink {cfg.url}: not an Elasticsearch, OpenSearch or HEC URL"])
+        raise core.ConfigError(
+            [f"sink {cfg.url}: not an Elasticsearch, OpenSearch, HEC or null: URL"]
+        )
     return cls(cfg, dead_letters, supervisor=supervisor)

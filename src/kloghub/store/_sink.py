@@ -71,13 +71,18 @@ class StoreSink(core.Service):
 
     @classmethod
     def from_config(
-        cls, sink: config.SinkConfig, supervisor: core.Supervisor | None = None
+        cls,
+        sink: config.SinkConfig,
+        supervisor: core.Supervisor | None = None,
+        *,
+        queue_batches: int = _QUEUE_BATCHES,
     ) -> StoreSink:
         """A sink for a collector's ``store:PATH`` sink (``retention``, ``max_store_bytes``)."""
         return cls(
             path_from_url(sink.url),
             retention=sink.retention,
             max_bytes=int(sink.max_store_bytes) if sink.max_store_bytes is not None else None,
+            queue_batches=queue_batches,
             supervisor=supervisor,
         )
 

@@ -104,6 +104,8 @@ _MAX_CONTAINER = 1 << 20
 array for its declared length before reading it, so the bound caps what a 5-byte header
 can make the decoder reserve."""
 _MAX_EXT = 1024
+_INITIAL_BUFFER = 64 * 1024
+"""A connection's decoder buffer to begin with; frames at least this large shrink it after."""
 
 
 class ProtocolError(core.KloghubError):
@@ -421,8 +423,19 @@ class StreamDecoder:
     def __init__(self, max_frame_bytes: int) -> None:
         limit = max(int(max_frame_bytes), 64)
         self.max_frame_bytes = limit
-        self._unpacker = msgpack.Unpacker(
+        self._unpacker = self._new_unpacker()
+        self._fed = 0
+        self._consumed = 0
+        self._last = b""
+        """The last bytes fed (until the frames in them are taken): see _shrink."""
+
+    def _new_unpacker(self) -> Any:
+        limit = self.max_frame_bytes
+        return msgpack.Unpacker(
             None,
+            # The buffer starts small (msgpack's default is 1 MiB per connection) and
+            # grows to the largest frame; see _shrink.
+            read_size=min(limit, _INITIAL_BUFFER),
             raw=False,
             # Keeps the exact bytes of a PackedForward stream sent as ``str``; records of
             # Message and Forward requests are cleaned afterwards (see _clean).
@@ -436,8 +449,19 @@ class StreamDecoder:
             max_map_len=min(limit, _MAX_CONTAINER),
             max_ext_len=_MAX_EXT,
         )
-        self._fed = 0
-        self._consumed = 0
+
+    def _shrink(self) -> None:
+        """msgpack never shrinks its buffer: after a large frame, start a fresh unpacker
+        with the bytes of the next frame so far, so that an idle connection holds little.
+        Those bytes are the end of the last bytes fed, where that frame ended."""
+        pending = self.pending
+        if pending > len(self._last):
+            return
+        rest = self._last[len(self._last) - pending :]
+        self._unpacker = self._new_unpacker()
+        self._fed = self._consumed = 0
+        if rest:
+            self.feed(rest)
 
     @property
     def pending(self) -> int:
@@ -452,20 +476,26 @@ class StreamDecoder:
                 f"a request is larger than max_frame_bytes ({self.max_frame_bytes})"
             ) from None
         self._fed += len(data)
+        self._last = data
 
     def frames(self) -> Iterator[tuple[Any, int]]:
         """Each complete value with its size in bytes; stops when more data is needed."""
         unpacker = self._unpacker
+        large = False
         while True:
             try:
                 value = unpacker.unpack()
             except msgpack.OutOfData:
+                if large:
+                    self._shrink()
+                self._last = b""
                 return
             except (ValueError, TypeError, MemoryError, msgpack.UnpackException) as exc:
                 raise ProtocolError(f"invalid msgpack: {exc or type(exc).__name__}") from None
             position = unpacker.tell()
             size = position - self._consumed
             self._consumed = position
+            large = large or size >= _INITIAL_BUFFER
             yield value, size
 
 

@@ -24,6 +24,15 @@ not the protocol), ``truncated`` (connection closed in the middle of a request),
 ``idle_timeout``, ``slow_reader`` (a client that does not read its acks),
 ``deliver_failed``.
 
+Back-pressure: with a ``budget`` (the collector's ``max_in_flight_bytes``), the bytes read
+count against it until the requests made of them are stored; while it is spent no
+connection reads (nor acks), so TCP stops the senders, and reading resumes as stores
+complete. An idle connection holds nothing; bytes the transport buffered for a connection
+and not yet read (at most twice ``_STREAM_LIMIT``) are outside the budget. One connection
+at a time may read past the bound to finish a request it started (see ``core.Budget``). Gauge
+``kloghub_forward_in_flight_bytes``, counter ``kloghub_forward_paused_total``. At most four
+requests are decoded and being stored at once; the others wait as the bytes they came as.
+
 Resent chunks (same ``chunk`` id within ``dedup_window``) are acknowledged again without
 being stored twice; a resend that arrives while the first copy is still being stored
 waits for its outcome.
@@ -60,6 +69,10 @@ Deliver = Callable[[core.Batch], Awaitable[None]]
 """Stores a batch durably; returns only when it is safe, raises when it could not."""
 
 _READ_BYTES = 256 * 1024
+_MAX_DECODING = 4
+"""Requests decoded and being stored at once, across connections (the others wait as bytes)."""
+_STREAM_LIMIT = 64 * 1024
+"""A connection's transport stops reading the socket past twice this, unread by us."""
 _DEDUP_MAX_IDS = 262_144
 """Upper bound on remembered chunk ids (about 30 MB); the oldest are forgotten first."""
 
@@ -159,9 +172,14 @@ class ForwardServer(core.Service):
         listener: config.ListenerConfig,
         deliver: Deliver,
         supervisor: core.Supervisor | None = None,
+        *,
+        budget: core.Budget | None = None,
     ) -> None:
         super().__init__(supervisor)
         self.name = f"forward-in:{listen}"
+        self._budget = budget
+        """Bytes read and not yet stored, bounded across connections (back-pressure)."""
+        self._decoding = asyncio.Semaphore(_MAX_DECODING)
         self._host, self._port = _split_hostport(listen)
         self._config = listener
         self._deliver = deliver
@@ -192,7 +210,7 @@ class ForwardServer(core.Service):
     async def _on_start(self) -> None:
         self._ssl = server_ssl_context(self._config)
         self._server = await asyncio.start_server(
-            self._accept, self._host, self._port, limit=_READ_BYTES, backlog=512
+            self._accept, self._host, self._port, limit=_STREAM_LIMIT, backlog=512
         )
         host, port = self.address
         if (
@@ -295,6 +313,7 @@ class ForwardServer(core.Service):
             if self._per_peer[address] <= 0:
                 del self._per_peer[address]
             metrics.FORWARD_CONNECTIONS.dec()
+            connection.give_back()
             await connection.close()
 
 
@@ -316,6 +335,8 @@ class _Connection:
         self.records = 0
         self.origin = core.Origin("none", address=self.address)
         self._certificate: dict[str, Any] | None = None
+        self.held = 0
+        """Bytes taken from the server's budget: read, and not yet stored."""
 
     def refuse(self, refused: _RefuseError) -> None:
         level = refused.level
@@ -328,6 +349,53 @@ class _Connection:
             str(refused),
             extra={"peer": self.peer, "reason": refused.reason, "records": self.records},
         )
+
+    async def _take_budget(self, completed: bool) -> bool:
+        """Give back what the stored requests held, then wait (without reading) while the
+        budget is spent; True if it had to wait."""
+        budget = self.server._budget
+        if budget is None:
+            return False
+        pending = self.decoder.pending
+        if self.held > pending:
+            budget.give(self.held - pending)
+            self.held = pending
+        if completed:
+            budget.finished(self)
+        metrics.FORWARD_IN_FLIGHT_BYTES.set(budget.used)
+        waits = budget.waits
+        await budget.room(finishing=self if pending else None)
+        if budget.waits == waits:
+            return False
+        metrics.FORWARD_PAUSED.inc()
+        return True
+
+    async def _wait_to_decode(self) -> bool:
+        """A read that was waiting for data while others spent the budget waits before it
+        is decoded (its bytes count as held: it may finish on the overdraft)."""
+        budget = self.server._budget
+        if budget is None or budget.used <= budget.limit:
+            return False
+        waits = budget.waits
+        await budget.room(finishing=self)
+        if budget.waits == waits:
+            return False
+        metrics.FORWARD_PAUSED.inc()
+        return True
+
+    def _took(self, nbytes: int) -> None:
+        budget = self.server._budget
+        if budget is not None:
+            budget.take(nbytes)
+            self.held += nbytes
+
+    def give_back(self) -> None:
+        budget = self.server._budget
+        if budget is not None:
+            budget.give(self.held)
+            budget.finished(self)
+            self.held = 0
+            metrics.FORWARD_IN_FLIGHT_BYTES.set(budget.used)
 
     def close_if_idle(self) -> None:
         if not self.busy:
@@ -461,15 +529,17 @@ class _Connection:
         config = self.config
         decoder = self.decoder
         frame_started: float | None = None
+        waited = False
         while True:
             completed = await self._handle_frames()
             if self.server._draining:
                 return
+            paused = await self._take_budget(completed) or waited
             now = time.monotonic()
             if not decoder.pending:
                 frame_started = None
-            elif completed or frame_started is None:
-                frame_started = now
+            elif completed or frame_started is None or paused:
+                frame_started = now  # a pause for the budget is not the client's delay
             if frame_started is None:
                 data = await self._read(
                     config.idle_timeout, "idle_timeout", "idle connection closed"
@@ -480,6 +550,7 @@ class _Connection:
                     "frame_timeout",
                     "client started a request and did not finish it in frame_timeout; closed",
                 )
+            self._took(len(data))
             if not data:
                 if decoder.pending:
                     raise _RefuseError(
@@ -488,6 +559,7 @@ class _Connection:
                         f"({decoder.pending} bytes dropped, not acknowledged)",
                     )
                 return
+            waited = await self._wait_to_decode()
             decoder.feed(data)
 
     async def _handle_frames(self) -> bool:
@@ -497,9 +569,11 @@ class _Connection:
         try:
             for value, size in self.decoder.frames():
                 completed = True
-                request = _protocol.decode_request(value, size, self.config.max_frame_bytes)
-                if request is not None:
-                    await self._store(request)
+                # Decoded, a request takes several times its size: only a few at once.
+                async with self.server._decoding:
+                    request = _protocol.decode_request(value, size, self.config.max_frame_bytes)
+                    if request is not None:
+                        await self._store(request)
         finally:
             self.busy = False
         return completed
