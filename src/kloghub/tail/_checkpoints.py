@@ -44,7 +44,13 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value REAL NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS gone (
+    path TEXT NOT NULL,
+    fingerprint BLOB NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS gone_path ON gone (path)
 """
 
 
@@ -199,6 +205,14 @@ class CheckpointStore:
         return Checkpoint(row[0], row[1], row[2], bytes(row[3]), row[4], row[5], bool(row[6]))
 
     def put(self, cp: Checkpoint) -> None:
+        """Write ``cp``; a row of another identity at its inode (the inode was reused, or
+        the file truncated) leaves its fingerprint in ``gone``: the gzip its file may have
+        become is still known (:meth:`fingerprints_near`)."""
+        self._write(
+            "INSERT INTO gone (path, fingerprint, updated) SELECT path, fingerprint, ? "
+            "FROM files WHERE dev = ? AND ino = ? AND file_id != ? AND length(fingerprint) > 0",
+            (time.time(), cp.dev, cp.ino, cp.file_id),
+        )
         self._write(
             "INSERT OR REPLACE INTO files (dev, ino, file_id, fingerprint, path, offset, done, "
             "updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -241,6 +255,15 @@ class CheckpointStore:
         ).fetchall()
         return [Checkpoint(r[0], r[1], r[2], bytes(r[3]), r[4], r[5], bool(r[6])) for r in rows]
 
+    def fingerprints_near(self, path: str) -> list[bytes]:
+        """Fingerprints of the files that lived at ``path`` (or a rotated name of it) and
+        whose rows were replaced when their inode was reused."""
+        rows = self._db.execute(
+            "SELECT fingerprint FROM gone WHERE path = ? OR substr(path, 1, ?) = ?",
+            (path, len(path) + 1, path + "."),
+        ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
     def alive(self) -> float | None:
         """When the tailer last said it was running with this state (``None``: never)."""
         row = self._db.execute("SELECT value FROM meta WHERE key = 'alive'").fetchone()
@@ -276,4 +299,5 @@ class CheckpointStore:
             else:
                 self.forget(cp.dev, cp.ino)
                 dropped += 1
+        self._write("DELETE FROM gone WHERE updated < ?", (time.time() - older_than_s,))
         return dropped

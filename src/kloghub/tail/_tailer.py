@@ -640,6 +640,7 @@ class Tailer(core.Service):
         rows = self._store.near(path)
         by_key = {(cp.dev, cp.ino): cp for cp in rows}
         prints = [cp.fingerprint for cp in rows if cp.fingerprint]
+        prints += self._store.fingerprints_near(path)
         found: list[tuple[float, str, os.stat_result]] = []
         for sibling in glob.glob(glob.escape(path) + ".*"):
             if sibling.endswith(".tmp"):
