@@ -108,6 +108,12 @@ def _field_schema(annotation: Any, metadata: list[Any], exclude: set[str]) -> di
     if origin is list:
         (item,) = typing.get_args(annotation)
         return {"type": "array", "items": _field_schema(item, [], exclude)}
+    if origin is dict:
+        key, value = typing.get_args(annotation)
+        assert key is str, annotation
+        if value is typing.Any:
+            return {"type": "object"}
+        return {"type": "object", "additionalProperties": _field_schema(value, [], exclude)}
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return model_schema(annotation, exclude)
     return _leaf_schema(annotation, metadata)

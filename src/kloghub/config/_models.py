@@ -533,10 +533,41 @@ class SinkConfig(SecretFilesModel):
         return check_url(value, SINK_SCHEMES)
 
 
+class RuleSettings(Model):
+    """Tuning of one rule (``collector.detections.rules.<rule id or title>``)."""
+
+    enabled: bool = True
+    """Off: the rule raises no alert (a correlation reading it still counts its matches)."""
+    mode: Literal["alert", "dry-run"] | None = None
+    """``dry-run`` writes the alert marked ``kloghub.alert.mode: dry-run`` and notifies
+    nobody; unset: ``detections.mode``."""
+    severity: Literal["informational", "low", "medium", "high", "critical"] | None = None
+    """Replaces the rule's ``level``."""
+    exceptions: list[dict[str, Any]] = Field(default_factory=list)
+    """Events that must not alert: each entry is a Sigma selection (every field must
+    match; a list matches any of its values; modifiers allowed), e.g.
+    ``{"user.username|startswith": "system:serviceaccount:argocd:"}``. Field names are
+    Sigma's audit taxonomy or ECS names."""
+
+
 class DetectionsConfig(Model):
-    """Built-in detections on audit and container logs (level ``run``)."""
+    """Sigma detections evaluated on every ECS document in the collector (level ``run``).
+
+    Alerts are ECS documents (``event.kind: alert``) written to every sink, in the
+    ``kloghub.alerts`` dataset (data stream ``logs-kloghub.alerts-<namespace>``)."""
 
     enabled: bool = False
+    default_pack: bool = True
+    """Load kloghub's default Kubernetes rules (``kloghub rules list``)."""
+    rules_dirs: list[Path] = Field(default_factory=list)
+    """More Sigma rule files or folders (``*.yml``/``*.yaml``), loaded after the pack."""
+    mode: Literal["alert", "dry-run"] = "alert"
+    """Default mode of every rule."""
+    rules: dict[str, RuleSettings] = Field(default_factory=dict)
+    """Per-rule settings by rule id or title; a key that names no loaded rule is an error."""
+    max_groups: int = Field(default=10_000, ge=1)
+    """Per correlation rule: groups (e.g. identities) kept at once; the least recently seen
+    is evicted beyond (counted)."""
 
 
 class AuditWebhookConfig(Model):

@@ -1,0 +1,29 @@
+"""Real-time detections: Sigma rules compiled to matchers over kloghub's ECS documents."""
+
+from kloghub.detect._compile import UnsupportedError, lookup
+from kloghub.detect._pipeline import audit_field, pipeline
+from kloghub.detect._rules import (
+    LEVELS,
+    Correlation,
+    Detection,
+    LoadError,
+    RuleError,
+    Ruleset,
+    default_pack,
+    load,
+)
+
+__all__ = [
+    "LEVELS",
+    "Correlation",
+    "Detection",
+    "LoadError",
+    "RuleError",
+    "Ruleset",
+    "UnsupportedError",
+    "audit_field",
+    "default_pack",
+    "load",
+    "lookup",
+    "pipeline",
+]
