@@ -87,14 +87,17 @@ class Detector:
         self,
         ruleset: _rules.Ruleset,
         cfg: config.DetectionsConfig | None = None,
+        *,
+        where: str = "collector.detections",
     ) -> None:
         cfg = cfg or config.DetectionsConfig()
         self.ruleset = ruleset
         self.errors = 0
         self.suppressed = 0
+        self._default_mode = cfg.mode
         settings: dict[str, _Setting] = {}
         problems = [
-            f"collector.detections.rules.{key}: names no loaded rule"
+            f"{where}.rules.{key}: names no loaded rule"
             for key in cfg.rules
             if ruleset.find(key) is None
         ]
@@ -102,13 +105,13 @@ class Detector:
             raise core.ConfigError(problems)
         for rule in ruleset.all():
             tuned = cfg.rules.get(rule.id) or cfg.rules.get(rule.title) or config.RuleSettings()
-            where = f"collector.detections.rules.{rule.id}.exceptions"
+            key = f"{where}.rules.{rule.id}.exceptions"
             settings[rule.id] = _Setting(
                 enabled=tuned.enabled,
                 mode=tuned.mode or cfg.mode,
                 severity=tuned.severity or rule.level or "medium",
                 exceptions=tuple(
-                    _exception_matcher(rule, e, f"{where}[{i}]")
+                    _exception_matcher(rule, e, f"{key}[{i}]")
                     for i, e in enumerate(tuned.exceptions)
                 ),
             )
@@ -131,10 +134,29 @@ class Detector:
             if not d.audit
         ]
 
+        self.audit_only = not self._other
+        """Every rule reads audit documents only (then nothing else need be offered)."""
+
     @classmethod
-    def from_config(cls, cfg: config.DetectionsConfig) -> Detector:
+    def from_config(
+        cls, cfg: config.DetectionsConfig, *, where: str = "collector.detections"
+    ) -> Detector:
         """Load the default pack (if on) and ``rules_dirs``; ``LoadError``/``ConfigError``."""
-        return cls(_rules.load(_paths(cfg)), cfg)
+        return cls(_rules.load(_paths(cfg)), cfg, where=where)
+
+    def summary(self) -> dict[str, Any]:
+        """Rules loaded, enabled, and in each mode (what ``kloghub validate`` prints)."""
+        rules = self.ruleset.all()
+        enabled = [r for r in rules if self._settings[r.id].enabled]
+        return {
+            "rules": len(rules),
+            "detections": len(self.ruleset.detections),
+            "correlations": len(self.ruleset.correlations),
+            "enabled": len(enabled),
+            "mode": self._default_mode,
+            "dry_run": sorted(r.id for r in enabled if self._settings[r.id].mode == "dry-run"),
+            "disabled": sorted(r.id for r in rules if not self._settings[r.id].enabled),
+        }
 
     def __call__(self, doc_id: str, doc: dict[str, Any], time_ns: int) -> list[Alert]:
         data_stream = doc.get("data_stream")
