@@ -1,7 +1,7 @@
 """Real-time detections: Sigma rules compiled to matchers over kloghub's ECS documents."""
 
 from kloghub.detect._alert import DATASET, alert_document
-from kloghub.detect._compile import UnsupportedError, lookup
+from kloghub.detect._compile import UnsupportedError, lookup, required
 from kloghub.detect._engine import Alert, Detector
 from kloghub.detect._pipeline import audit_field, pipeline
 from kloghub.detect._rules import (
@@ -35,4 +35,5 @@ __all__ = [
     "load",
     "lookup",
     "pipeline",
+    "required",
 ]
