@@ -191,6 +191,47 @@ class QueueConfig(Model):
     """``block``: apply back-pressure (agents stop reading); ``drop_oldest``: drop and count."""
 
 
+class RuleSettings(Model):
+    """Tuning of one rule (``collector.detections.rules.<rule id or title>``)."""
+
+    enabled: bool = True
+    """Off: the rule raises no alert (a correlation reading it still counts its matches)."""
+    mode: Literal["alert", "dry-run"] | None = None
+    """``dry-run`` writes the alert marked ``kloghub.alert.mode: dry-run`` and notifies
+    nobody; unset: ``detections.mode``."""
+    severity: Literal["informational", "low", "medium", "high", "critical"] | None = None
+    """Replaces the rule's ``level``."""
+    exceptions: list[dict[str, Any]] = Field(default_factory=list)
+    """Events that must not alert: each entry is a Sigma selection (every field must
+    match; a list matches any of its values; modifiers allowed), e.g.
+    ``{"user.username|startswith": "system:serviceaccount:argocd:"}``. Field names are
+    Sigma's audit taxonomy or ECS names."""
+
+
+class DetectionsConfig(Model):
+    """Sigma detections evaluated on every ECS document: in the collector
+    (``collector.detections``, on at level ``run``), or at level ``crawl`` in the agent on
+    what it keeps in the node's store (``agent.detections``: the node's own audit log).
+
+    Alerts are ECS documents (``event.kind: alert``) written to every sink, in the
+    ``kloghub.alerts`` dataset (data stream ``logs-kloghub.alerts-<namespace>``; in the
+    embedded store, ``kloghub search 'event.kind:alert'`` finds them)."""
+
+    enabled: bool = False
+    """Run the rules. Loading them (pySigma) costs about a second and 20 MiB at start."""
+    default_pack: bool = True
+    """Load kloghub's default Kubernetes rules (``kloghub rules list``)."""
+    rules_dirs: list[Path] = Field(default_factory=list)
+    """More Sigma rule files or folders (``*.yml``/``*.yaml``), loaded after the pack."""
+    mode: Literal["alert", "dry-run"] = "alert"
+    """Default mode of every rule."""
+    rules: dict[str, RuleSettings] = Field(default_factory=dict)
+    """Per-rule settings by rule id or title; a key that names no loaded rule is an error."""
+    max_groups: int = Field(default=10_000, ge=1)
+    """Per correlation rule: groups (e.g. identities) kept at once; the least recently seen
+    is evicted beyond (counted)."""
+
+
 # --------------------------------------------------------------------------- agent
 
 
@@ -396,6 +437,11 @@ class AgentConfig(Model):
     outputs: list[OutputConfig] = Field(
         default_factory=lambda: [OutputConfig(url="forward://127.0.0.1:24224")]
     )
+    detections: DetectionsConfig = Field(default_factory=DetectionsConfig)
+    """Level crawl: run the detections on what the agent keeps in its ``store:`` output
+    (audit rules need ``sources.audit`` on: a control-plane node's own audit log); alerts
+    go to the same store. Only with a ``store:`` output: where the agent forwards, the
+    collector runs the detections (``collector.detections``)."""
 
     @field_validator("outputs")
     @classmethod
@@ -403,6 +449,15 @@ class AgentConfig(Model):
         if not value:
             raise ValueError("at least one output is needed")
         return value
+
+    @model_validator(mode="after")
+    def _detections_need_the_store(self) -> AgentConfig:
+        if self.detections.enabled and not all(o.url.startswith("store:") for o in self.outputs):
+            raise ValueError(
+                "detections.enabled needs the store: output (level crawl); where the agent "
+                "forwards, enable collector.detections instead"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------- collector
@@ -531,43 +586,6 @@ class SinkConfig(SecretFilesModel):
     @classmethod
     def _known_scheme(cls, value: str) -> str:
         return check_url(value, SINK_SCHEMES)
-
-
-class RuleSettings(Model):
-    """Tuning of one rule (``collector.detections.rules.<rule id or title>``)."""
-
-    enabled: bool = True
-    """Off: the rule raises no alert (a correlation reading it still counts its matches)."""
-    mode: Literal["alert", "dry-run"] | None = None
-    """``dry-run`` writes the alert marked ``kloghub.alert.mode: dry-run`` and notifies
-    nobody; unset: ``detections.mode``."""
-    severity: Literal["informational", "low", "medium", "high", "critical"] | None = None
-    """Replaces the rule's ``level``."""
-    exceptions: list[dict[str, Any]] = Field(default_factory=list)
-    """Events that must not alert: each entry is a Sigma selection (every field must
-    match; a list matches any of its values; modifiers allowed), e.g.
-    ``{"user.username|startswith": "system:serviceaccount:argocd:"}``. Field names are
-    Sigma's audit taxonomy or ECS names."""
-
-
-class DetectionsConfig(Model):
-    """Sigma detections evaluated on every ECS document in the collector (level ``run``).
-
-    Alerts are ECS documents (``event.kind: alert``) written to every sink, in the
-    ``kloghub.alerts`` dataset (data stream ``logs-kloghub.alerts-<namespace>``)."""
-
-    enabled: bool = False
-    default_pack: bool = True
-    """Load kloghub's default Kubernetes rules (``kloghub rules list``)."""
-    rules_dirs: list[Path] = Field(default_factory=list)
-    """More Sigma rule files or folders (``*.yml``/``*.yaml``), loaded after the pack."""
-    mode: Literal["alert", "dry-run"] = "alert"
-    """Default mode of every rule."""
-    rules: dict[str, RuleSettings] = Field(default_factory=dict)
-    """Per-rule settings by rule id or title; a key that names no loaded rule is an error."""
-    max_groups: int = Field(default=10_000, ge=1)
-    """Per correlation rule: groups (e.g. identities) kept at once; the least recently seen
-    is evicted beyond (counted)."""
 
 
 class AuditWebhookConfig(Model):
