@@ -1,6 +1,7 @@
 """Real-time detections: Sigma rules compiled to matchers over kloghub's ECS documents."""
 
 from kloghub.detect._compile import UnsupportedError, lookup
+from kloghub.detect._notify import Notifier
 from kloghub.detect._pipeline import audit_field, pipeline
 from kloghub.detect._rules import (
     LEVELS,
@@ -18,6 +19,7 @@ __all__ = [
     "Correlation",
     "Detection",
     "LoadError",
+    "Notifier",
     "RuleError",
     "Ruleset",
     "UnsupportedError",
