@@ -1,6 +1,9 @@
 """Real-time detections: Sigma rules compiled to matchers over kloghub's ECS documents."""
 
+from kloghub.detect._backtest import Backtest
 from kloghub.detect._compile import UnsupportedError, lookup
+from kloghub.detect._engine import Alert, Detector
+from kloghub.detect._export import Exported, export
 from kloghub.detect._notify import Notifier
 from kloghub.detect._pipeline import audit_field, pipeline
 from kloghub.detect._rules import (
@@ -16,8 +19,12 @@ from kloghub.detect._rules import (
 
 __all__ = [
     "LEVELS",
+    "Alert",
+    "Backtest",
     "Correlation",
     "Detection",
+    "Detector",
+    "Exported",
     "LoadError",
     "Notifier",
     "RuleError",
@@ -25,6 +32,7 @@ __all__ = [
     "UnsupportedError",
     "audit_field",
     "default_pack",
+    "export",
     "load",
     "lookup",
     "pipeline",

@@ -131,6 +131,11 @@ class Detector:
             if not d.audit
         ]
 
+    def setting(self, rule_id: str) -> tuple[bool, str, str, int]:
+        """``(enabled, mode, severity, exceptions)`` of a loaded rule, as configured."""
+        s = self._settings[rule_id]
+        return s.enabled, s.mode, s.severity, len(s.exceptions)
+
     @classmethod
     def from_config(cls, cfg: config.DetectionsConfig) -> Detector:
         """Load the default pack (if on) and ``rules_dirs``; ``LoadError``/``ConfigError``."""
