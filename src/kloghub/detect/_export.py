@@ -14,6 +14,7 @@ they are listed as skipped with that reason, and the rules they read are exporte
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,17 +55,27 @@ class Exported:
     skipped: list[tuple[_rules.Detection | _rules.Correlation, str]]
 
 
+_FIELD_ESCAPE = re.compile(r"[\s*/]")
+"""Characters the Lucene backends must escape in field names: theirs (space, ``*``) and
+``/``, which starts a regular expression in Lucene and is in kloghub's de-dotted keys
+(``kubernetes.audit.annotations.authorization_k8s_io/decision``)."""
+
+
 def _backend(target: str) -> Any:
     pipeline = _pipeline.pipeline()
+    backend: Any
     if target == "elasticsearch":
         from sigma.backends.elasticsearch.elasticsearch_lucene import LuceneBackend
 
-        return LuceneBackend(processing_pipeline=pipeline)
-    if target == "opensearch":
+        backend = LuceneBackend(processing_pipeline=pipeline)
+    elif target == "opensearch":
         from sigma.backends.opensearch.opensearch import OpensearchLuceneBackend
 
-        return OpensearchLuceneBackend(processing_pipeline=pipeline)
-    raise ValueError(f"cannot export to {target!r}: one of {', '.join(TARGETS)}")
+        backend = OpensearchLuceneBackend(processing_pipeline=pipeline)
+    else:
+        raise ValueError(f"cannot export to {target!r}: one of {', '.join(TARGETS)}")
+    backend.field_escape_pattern = _FIELD_ESCAPE
+    return backend
 
 
 def _sigma_rules(ruleset: _rules.Ruleset) -> dict[str, Any]:
