@@ -8,7 +8,8 @@ integration does) and adds the ECS view (``user.name``, ``source.ip``...). The p
 rewrites every taxonomy name to its place under ``kubernetes.audit``; keys that the
 normalizer de-dots (``annotations``, ``user.extra``) are de-dotted the same way. The bare
 names of pySigma's stock ``ecs_kubernetes`` pipeline (``resource``, ``subresource``,
-``namespace``) are mapped too. Any other field name is an ECS field and stays as written
+``namespace``, ``apiGroup``, ``username``, ``capabilities``, ``privileged``, ``hostPath``)
+are mapped too. Any other field name is an ECS field and stays as written
 (``user.name``, ``kubernetes.namespace``, ``container.image.name``).
 """
 
@@ -53,8 +54,14 @@ _BARE = {
     "namespace": "objectRef.namespace",
     "apiGroup": "objectRef.apiGroup",
     "name": "objectRef.name",
+    "username": "user.username",
+    "capabilities": "requestObject.spec.containers.securityContext.capabilities.add",
+    "privileged": "requestObject.spec.containers.securityContext.privileged",
+    "hostPath": "requestObject.spec.volumes.hostPath",
 }
-"""pySigma's stock ``ecs_kubernetes`` names."""
+"""The bare names of pySigma's stock ``ecs_kubernetes`` pipeline, which SigmaHQ's rules use
+(``hostPath``, ``capabilities``). ``privileged`` is read in the request (what was asked
+for: kloghub's audit policy records pod writes at ``Request``), not the response."""
 
 _DEDOTTED = ("annotations.", "user.extra.", "impersonatedUser.extra.")
 """Prefixes whose remaining key is one de-dotted map key
