@@ -5,8 +5,10 @@ the audit event as the apiserver writes them (``verb``, ``objectRef.resource``,
 ``user.username``, ``responseStatus.code``, ``requestURI``, ``userAgent``,
 ``sourceIPs``...). kloghub keeps that event whole under ``kubernetes.audit`` (as Elastic's
 integration does) and adds the ECS view (``user.name``, ``source.ip``...). The pipeline
-rewrites every taxonomy name to its place under ``kubernetes.audit``; keys that the
-normalizer de-dots (``annotations``, ``user.extra``) are de-dotted the same way. The bare
+rewrites every taxonomy name to its place under ``kubernetes.audit``; the keys that the
+normalizer de-dots (``annotations``, as Elastic's pipeline does) are de-dotted the same way;
+``user.extra`` keys stay as written (``user.extra.authentication.kubernetes.io/pod-name``,
+the field Elastic's rules name; the matcher finds a key that holds dots). The bare
 names of pySigma's stock ``ecs_kubernetes`` pipeline (``resource``, ``subresource``,
 ``namespace``) are mapped too. Any other field name is an ECS field and stays as written
 (``user.name``, ``kubernetes.namespace``, ``container.image.name``).
@@ -56,7 +58,7 @@ _BARE = {
 }
 """pySigma's stock ``ecs_kubernetes`` names."""
 
-_DEDOTTED = ("annotations.", "user.extra.", "impersonatedUser.extra.")
+_DEDOTTED = ("annotations.",)
 """Prefixes whose remaining key is one de-dotted map key
 (``authorization.k8s.io/decision`` → ``authorization_k8s_io/decision``)."""
 
