@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from kloghub import search, store
+from tests.normalize import _audit_fields as af
 from tests.search import _docs
 
 NOW = 1_795_759_200 * 1_000_000_000
@@ -102,3 +103,27 @@ def test_page_request_continues_after_ties_without_repeating_them():
     assert bool_["must_not"] == [{"ids": {"values": ["a", "b"]}}]
     assert bool_["filter"][1]["range"]["@timestamp"]["lte"] == "2026-11-27T06:00:00.000000000Z"
     json.dumps(body)  # plain JSON, no objects the client would have to guess about
+
+
+def test_a_key_that_holds_dots_is_found_as_elasticsearch_finds_it(tmp_path: Path):
+    """The apiserver's user.extra key authentication.kubernetes.io/pod-name, kept dotted
+    (real audit events, tests/fixtures/kube-audit/risky.log), is found in the store by the
+    field path Elastic's rules and Elasticsearch use, only where it holds the value, and
+    NOT keeps the others; if this failed, the same query would find the pod-bound token's
+    requests in the SIEM but not in the embedded store."""
+    docs = af.documents(af.risky_lines(), "default")
+    field = "kubernetes.audit.user.extra.authentication.kubernetes.io/pod-name"
+    wanted = af.expected(docs, "a token bound to a pod")  # pod-name "caps"
+    assert wanted
+    with store.Store.open(tmp_path / "store.db") as db:
+        db.add([(e.record["id"], e.time_ns, e.record["doc"]) for e in docs])
+
+        def ids(query: str) -> set[str]:
+            sql, params = search.to_sql(search.parse(query), NOW)
+            return {row.id for row in db.select(sql, params)}
+
+        assert ids(f"{field}:caps") == wanted
+        assert ids(f"{field}:ca*") == wanted
+        assert ids(f"{field}:*") == wanted  # the only request with a pod-bound token
+        assert not ids(f"{field}:web")
+        assert ids(f"NOT {field}:*") == {e.record["id"] for e in docs} - wanted

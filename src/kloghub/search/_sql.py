@@ -6,6 +6,11 @@ phrases alike. The semantics follow the Elasticsearch translation (``_dsl``):
 
 - a field with a column (``store.FIELD_COLUMNS``) compares the column; any other field is
   looked up in the document's JSON, matching any element of a list (like a keyword field);
+- as in Elasticsearch, a key that holds dots is the same field as nested keys: a field
+  name with a ``/`` (a Kubernetes label, annotation or ``user.extra`` key,
+  ``kubernetes.audit.user.extra.authentication.kubernetes.io/pod-name``) is also looked
+  up with its last names joined into one key, from the one holding the ``/`` back to the
+  first, so the dotted key the apiserver wrote is found;
 - free text is an FTS5 phrase over ``message`` (a trailing ``*`` makes the last word a prefix);
 - a missing field matches no term, so ``NOT field:x`` keeps documents without the field.
   Leaves are NULL for a missing column; ``NOT`` turns that into "no match" first.
@@ -18,7 +23,7 @@ from typing import Any
 from kloghub import store
 from kloghub.search import _query
 
-__all__ = ["glob", "json_path", "translate"]
+__all__ = ["glob", "json_path", "json_paths", "translate"]
 
 # A JSON value compared as the text Elasticsearch would compare: true/false, numbers as
 # written; any element of a list matches.
@@ -42,6 +47,23 @@ def json_path(field: str) -> str:
     return "$" + "".join(f'."{key}"' for key in field.split("."))
 
 
+def json_paths(field: str) -> list[str]:
+    """The JSON paths of ``field``: the plain one, then (for a name with a ``/``) the ones
+    where the names from the one holding the ``/`` on, and more before it, are one key
+    (``a.b.c/d`` → ``$."a"."b"."c/d"``, ``$."a"."b.c/d"``, ``$."a.b.c/d"``)."""
+    parts = field.split(".")
+    slash = next((i for i, part in enumerate(parts) if "/" in part), None)
+    if slash is None:
+        return [json_path(field)]
+    paths = [json_path(field)]
+    for start in range(slash, -1, -1):
+        key = ".".join(parts[start:])
+        if start == len(parts) - 1:
+            continue  # that is the plain path
+        paths.append("$" + "".join(f'."{name}"' for name in [*parts[:start], key]))
+    return paths
+
+
 def glob(pattern: _query.Pattern) -> str:
     """A wildcard pattern as a GLOB pattern: literal ``* ? [`` bracketed."""
     out: list[str] = []
@@ -55,6 +77,10 @@ def glob(pattern: _query.Pattern) -> str:
 
 def _fts_phrase(text: str, prefix: bool) -> str:
     return '"' + text.replace('"', '""') + '"' + (" *" if prefix else "")
+
+
+def _any(test: str, times: int) -> str:
+    return test if times == 1 else "(" + " OR ".join([test] * times) + ")"
 
 
 class _Builder:
@@ -92,8 +118,10 @@ class _Builder:
         if column is not None:
             self.add(value)
             return f"{column} {op} ?"
-        self.add(json_path(field), value)
-        return _JSON_COMPARE[op]
+        paths = json_paths(field)
+        for path in paths:
+            self.add(path, value)
+        return _any(_JSON_COMPARE[op], len(paths))
 
     def _exists(self, field: str) -> str:
         if field == store.TIME_FIELD:
@@ -101,8 +129,9 @@ class _Builder:
         column = store.FIELD_COLUMNS.get(field)
         if column is not None:
             return f"{column} IS NOT NULL"
-        self.add(json_path(field))
-        return _JSON_EXISTS
+        paths = json_paths(field)
+        self.add(*paths)
+        return _any(_JSON_EXISTS, len(paths))
 
     def _time(self, node: _query.TimeRange) -> str:
         terms: list[str] = []
