@@ -190,7 +190,8 @@ QUERIES: dict[str, Query] = {
 """Name → the query (field names under ``kubernetes.audit``; ``*`` is a wildcard only in
 the two queries named for it)."""
 
-_WILDCARDS = {"an image by wildcard", "an enumeration tool's user agent"}
+WILDCARDS = {"an image by wildcard", "an enumeration tool's user agent"}
+"""The queries whose ``*`` is a wildcard."""
 
 
 def documents(events: list[str], namespace: str) -> list[core.Event]:
@@ -233,7 +234,7 @@ def _holds(doc: dict[str, Any], field: str, value: Any, wildcard: bool) -> bool:
 def expected(docs: list[core.Event], name: str) -> set[str]:
     """The ids of the documents the query ``name`` must find."""
     query = QUERIES[name]
-    wildcard = name in _WILDCARDS
+    wildcard = name in WILDCARDS
     return {
         event.record["id"]
         for event in docs
@@ -246,7 +247,7 @@ def expected(docs: list[core.Event], name: str) -> set[str]:
 
 def dsl(name: str) -> dict[str, Any]:
     """The query ``name`` as the query DSL (term or wildcard clauses in a filter)."""
-    kind = "wildcard" if name in _WILDCARDS else "term"
+    kind = "wildcard" if name in WILDCARDS else "term"
     return {
         "bool": {
             "filter": [

@@ -105,16 +105,22 @@ def test_page_request_continues_after_ties_without_repeating_them():
     json.dumps(body)  # plain JSON, no objects the client would have to guess about
 
 
-def test_a_key_that_holds_dots_is_found_as_elasticsearch_finds_it(tmp_path: Path):
-    """The apiserver's user.extra key authentication.kubernetes.io/pod-name, kept dotted
-    (real audit events, tests/fixtures/kube-audit/risky.log), is found in the store by the
-    field path Elastic's rules and Elasticsearch use, only where it holds the value, and
-    NOT keeps the others; if this failed, the same query would find the pod-bound token's
-    requests in the SIEM but not in the embedded store."""
+def _escaped(value: object, wildcard: bool) -> str:
+    text = "true" if value is True else "false" if value is False else str(value)
+    return "".join(c if c.isalnum() or (wildcard and c == "*") else "\\" + c for c in text)
+
+
+def test_fields_through_lists_and_dotted_keys_are_found_as_elasticsearch_finds_them(
+    tmp_path: Path,
+):
+    """Every detection field query of tests/normalize/_audit_fields.py, on the real audit
+    events of tests/fixtures/kube-audit/risky.log, finds in the store exactly what it finds
+    in Elasticsearch and OpenSearch (test_servers.py proves those equal ``af.expected``):
+    lists on the way fan out (spec.containers.image, rules.verbs, subjects.name) and the
+    apiserver's dotted user.extra key is found at its dotted path; if this failed, a
+    responder's query would find the privileged pod or the wildcard role in the SIEM but
+    not in the embedded store."""
     docs = af.documents(af.risky_lines(), "default")
-    field = "kubernetes.audit.user.extra.authentication.kubernetes.io/pod-name"
-    wanted = af.expected(docs, "a token bound to a pod")  # pod-name "caps"
-    assert wanted
     with store.Store.open(tmp_path / "store.db") as db:
         db.add([(e.record["id"], e.time_ns, e.record["doc"]) for e in docs])
 
@@ -122,8 +128,18 @@ def test_a_key_that_holds_dots_is_found_as_elasticsearch_finds_it(tmp_path: Path
             sql, params = search.to_sql(search.parse(query), NOW)
             return {row.id for row in db.select(sql, params)}
 
-        assert ids(f"{field}:caps") == wanted
-        assert ids(f"{field}:ca*") == wanted
-        assert ids(f"{field}:*") == wanted  # the only request with a pod-bound token
+        for name, query in af.QUERIES.items():
+            wildcard = name in af.WILDCARDS
+            text = " AND ".join(
+                f"{af.AUDIT}{field}:{_escaped(value, wildcard)}"
+                for field, value in query.terms.items()
+            )
+            wanted = af.expected(docs, name)
+            assert wanted and ids(text) == wanted, (name, text)
+        field = af.AUDIT + "user.extra.authentication.kubernetes.io/pod-name"
+        bound = af.expected(docs, "a token bound to a pod")
+        assert ids(f"{field}:ca*") == ids(f"{field}:*") == bound
+        assert ids(f"NOT {field}:*") == {e.record["id"] for e in docs} - bound
         assert not ids(f"{field}:web")
-        assert ids(f"NOT {field}:*") == {e.record["id"] for e in docs} - wanted
+        containers = af.AUDIT + "requestObject.spec.containers.image"
+        assert ids(f"NOT {containers}:*") == {e.record["id"] for e in docs} - ids(f"{containers}:*")
