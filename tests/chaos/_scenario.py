@@ -149,6 +149,7 @@ class Scenario:
     pad: int = 60
     outage: float = 15.0
     """Seconds OpenSearch is unreachable."""
+    sink_outage: bool = True
     agent_kills: int = 3
     """The first at a random point, the others ~30 ms after a rotation."""
     collector_kills: int = 2
@@ -163,12 +164,13 @@ class Scenario:
         rng = random.Random(self.seed)
         span = self.seconds * self.chaos_until
         events: list[tuple[float, str, float]] = []
-        slots = self.agent_kills + self.collector_kills + 1
         # One slot each, shuffled, so no two events overlap (each kill waits its downtime).
-        order = ["cut_sink"]
-        order += ["kill_agent"] + ["kill_agent_after_rotation"] * (self.agent_kills - 1)
+        order = ["cut_sink"] if self.sink_outage else []
+        if self.agent_kills:
+            order += ["kill_agent"] + ["kill_agent_after_rotation"] * (self.agent_kills - 1)
         order += ["kill_collector"] * self.collector_kills
         rng.shuffle(order)
+        slots = max(1, len(order))
         width = span / slots
         for k, action in enumerate(order):
             at = width * k + rng.uniform(0.15, 0.6) * width
