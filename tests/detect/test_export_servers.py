@@ -4,9 +4,8 @@ The real audit fixture and the positive and negative events of every default rul
 (tests/detect/test_pack.py) are normalized into an audit data stream of a namespace unique
 to the run, through kloghub's own templates; then each rule's exported query (query DSL
 with the Lucene query, as `kloghub rules export --format dsl` prints it) must find exactly
-the documents the rule matches in kloghub. Rules reading the request body are blind in
-both products until the audit template indexes ``requestObject`` (issue 15, item 7): for
-those the test only checks the query runs.
+the documents the rule matches in kloghub, the rules reading the request body included
+(the audit template indexes the ``requestObject`` fields they read).
 """
 
 from __future__ import annotations
@@ -42,11 +41,6 @@ def _expected(docs: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
     return {d.id: {i for i, doc in docs.items() if d.match(doc)} for d in ruleset.detections}
 
 
-def _reads_the_body(query: Any) -> bool:
-    text = json.dumps(query)
-    return "requestObject" in text or "responseObject" in text
-
-
 async def _agree(target: str, search: Any, put: Any, bulk: Any) -> None:
     for path, body in normalize.templates(target, 7, lifecycle=False).items():  # type: ignore[arg-type]
         await put(path, body)
@@ -56,16 +50,11 @@ async def _agree(target: str, search: Any, put: Any, bulk: Any) -> None:
     await bulk(stream, docs)
     expected = _expected(docs)
     exported = detect.export([detect.default_pack()], target, "dsl")
-    checked = blind = 0
     for rule, query in exported.queries:
         found = await search(stream, query["query"])
-        if _reads_the_body(query):
-            blind += 1
-            continue
         assert found == expected[rule.id], (rule.title, query)
-        checked += 1
-    assert checked >= 7 and checked + blind == 14
-    assert any(expected[r.id] for r, q in exported.queries if not _reads_the_body(q))
+    assert len(exported.queries) == 14
+    assert all(expected[r.id] for r, _ in exported.queries)
 
 
 async def test_exported_queries_find_on_elasticsearch_what_the_rules_match(es_client) -> None:
