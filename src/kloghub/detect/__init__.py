@@ -1,7 +1,8 @@
 """Real-time detections: Sigma rules compiled to matchers over kloghub's ECS documents."""
 
+from kloghub.detect._alert import DATASET, alert_document
 from kloghub.detect._backtest import Backtest
-from kloghub.detect._compile import UnsupportedError, lookup
+from kloghub.detect._compile import UnsupportedError, lookup, required
 from kloghub.detect._engine import Alert, Detector
 from kloghub.detect._export import Exported, export
 from kloghub.detect._notify import Notifier
@@ -16,10 +17,13 @@ from kloghub.detect._rules import (
     default_pack,
     load,
 )
+from kloghub.detect._stage import AlertHook, Stage
 
 __all__ = [
+    "DATASET",
     "LEVELS",
     "Alert",
+    "AlertHook",
     "Backtest",
     "Correlation",
     "Detection",
@@ -29,11 +33,14 @@ __all__ = [
     "Notifier",
     "RuleError",
     "Ruleset",
+    "Stage",
     "UnsupportedError",
+    "alert_document",
     "audit_field",
     "default_pack",
     "export",
     "load",
     "lookup",
     "pipeline",
+    "required",
 ]

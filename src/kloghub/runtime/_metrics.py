@@ -10,10 +10,14 @@ from __future__ import annotations
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = [
+    "ALERTS",
+    "ALERTS_SUPPRESSED",
+    "ALERT_HOOK_ERRORS",
     "AUDIT_WEBHOOK_REFUSED",
     "BUFFER_BYTES",
     "BYTES_READ",
     "DEAD_LETTERED",
+    "DETECTION_ERRORS",
     "DROPPED",
     "FILES_TAILED",
     "FORWARD_CONNECTIONS",
@@ -130,6 +134,23 @@ FORWARD_IN_FLIGHT_BYTES = Gauge(
 FORWARD_PAUSED = Counter(
     "kloghub_forward_paused",
     "Reads the Forward listener delayed because max_in_flight_bytes was reached.",
+)
+ALERTS = Counter(
+    "kloghub_alerts",
+    "Alerts raised by the detection rules and written to the sinks, by mode (alert, dry-run).",
+    ["mode"],
+)
+ALERTS_SUPPRESSED = Counter(
+    "kloghub_alerts_suppressed",
+    "Rule matches an exception of the rule's settings suppressed.",
+)
+DETECTION_ERRORS = Counter(
+    "kloghub_detection_errors",
+    "Rule evaluations that raised on a document (the rule is skipped for it).",
+)
+ALERT_HOOK_ERRORS = Counter(
+    "kloghub_alert_hook_errors",
+    "Alert callbacks (notifications) that raised when handed an alert.",
 )
 NOTIFICATIONS_SENT = Counter(
     "kloghub_notifications_sent",
