@@ -68,8 +68,12 @@ class _NormalizingStore(store.StoreSink):
     with ``detections``, the alerts they raise are stored with them (in the same batch,
     so the tailer's checkpoint moves only once they are committed)."""
 
-    def __init__(self, path: Path, detections: config.DetectionsConfig) -> None:
+    def __init__(
+        self, path: Path, detections: config.DetectionsConfig, state_dir: Path | None = None
+    ) -> None:
         super().__init__(path)
+        self._state_dir = state_dir
+        """Where the notifier keeps the alerts it has not notified yet."""
         self._normalize = normalize.Normalizer(config.NormalizerConfig())
         self._detect: detect.Stage | None = None
         self._notify = detections.notify
@@ -86,7 +90,7 @@ class _NormalizingStore(store.StoreSink):
             return None
         from kloghub import detect
 
-        notifier = detect.Notifier(self._notify)
+        notifier = detect.Notifier(self._notify, self._state_dir)
         self._detect.on_alert.append(notifier.submit)
         return notifier
 
@@ -115,7 +119,9 @@ def _local_output(cfg: config.AgentConfig) -> outputs.FileOutput | store.StoreSi
         return outputs.FileOutput(Path(rest))
     if scheme == "stdout":
         return outputs.FileOutput(None)
-    return _NormalizingStore(store.path_from_url(cfg.outputs[0].url), cfg.detections)
+    return _NormalizingStore(
+        store.path_from_url(cfg.outputs[0].url), cfg.detections, cfg.state_dir / "notify"
+    )
 
 
 def _watchers_and_decider(

@@ -152,7 +152,7 @@ def build(cfg: config.CollectorConfig) -> runtime.Daemon:
     if detections is not None and cfg.detections.notify:
         from kloghub import detect
 
-        sender = detect.Notifier.from_config(cfg.detections)
+        sender = detect.Notifier.from_config(cfg.detections, cfg.state_dir / "notify")
         detections.on_alert.append(sender.submit)
         notifier.append(sender)
     router = _Router(normalizer, queues, detections)
