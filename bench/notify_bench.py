@@ -5,7 +5,7 @@ that they make G groups) to a Notifier with one webhook receiver (tests/_notify.
 server, on loopback) and reports: CPU per submit (the call ingestion pays), the
 notifications the burst became, and the time until the last was accepted.
 
-    .venv/bin/python -m bench.notify_bench --alerts 100000 --groups 50
+    .venv/bin/python -m bench.notify_bench --alerts 100000 --groups 50 [--durable]
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 from tests import _notify as servers
 from tests.detect import _events as ev
@@ -38,23 +41,26 @@ def _alerts(count: int, groups: int) -> list[dict]:
     return out
 
 
-async def main(count: int, groups: int) -> None:
+async def main(count: int, groups: int, durable: bool) -> None:
     docs = _alerts(count, groups)
     async with servers.WebhookServer() as hook:
         cfg = config.NotifyConfig(
             type="webhook", url=hook.url, group_wait=0.5, rate_limit=None, max_pending=count
         )
-        notifier = _notify.Notifier([cfg])
+        state = Path(tempfile.mkdtemp(prefix="notify-bench-")) if durable else None
+        notifier = _notify.Notifier([cfg], state)
         await notifier.start()
         cpu, wall = time.process_time(), time.perf_counter()
         for doc in docs:
             notifier.submit(doc)
         cpu_submit = time.process_time() - cpu
-        held = notifier.receivers[0].grouper.held
         expected = len({(d["rule"]["id"], d["user"]["name"]) for d in docs})
         await hook.wait_for(expected, timeout=600)
         took = time.perf_counter() - wall
+        held = notifier.receivers[0].grouper.held
         await notifier.aclose()
+        if state is not None:
+            shutil.rmtree(state)
     listed = sum(len(b["alerts"]) + b["truncatedAlerts"] for b in hook.accepted)
     print(f"alerts submitted      {count}")
     print(f"cpu per submit        {cpu_submit / count * 1e6:.1f} us")
@@ -68,5 +74,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--alerts", type=int, default=100_000)
     parser.add_argument("--groups", type=int, default=50)
+    parser.add_argument("--durable", action="store_true", help="with a disk queue (state_dir)")
     args = parser.parse_args()
-    asyncio.run(main(args.alerts, args.groups))
+    asyncio.run(main(args.alerts, args.groups, args.durable))
