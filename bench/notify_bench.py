@@ -6,6 +6,7 @@ server, on loopback) and reports: CPU per submit (the call ingestion pays), the
 notifications the burst became, and the time until the last was accepted.
 
     .venv/bin/python -m bench.notify_bench --alerts 100000 --groups 50 [--durable]
+    .venv/bin/python -m bench.notify_bench --latency 100 [--durable]
 """
 
 from __future__ import annotations
@@ -70,10 +71,39 @@ async def main(count: int, groups: int, durable: bool) -> None:
     print(f"burst to last ack     {took:.2f} s (group_wait 0.5 s)")
 
 
+async def latency(count: int, durable: bool) -> None:
+    """Alerts one at a time (group_wait 0, no grouping): submit to accepted by the receiver."""
+    docs = _alerts(count, count)
+    async with servers.WebhookServer() as hook:
+        cfg = config.NotifyConfig(
+            type="webhook", url=hook.url, group_wait=0, rate_limit=None, group_by=["..."]
+        )
+        state = Path(tempfile.mkdtemp(prefix="notify-bench-")) if durable else None
+        notifier = _notify.Notifier([cfg], state)
+        await notifier.start()
+        took = []
+        for i, doc in enumerate(docs):
+            started = time.perf_counter()
+            notifier.submit(doc)
+            await hook.wait_for(i + 1)
+            took.append(time.perf_counter() - started)
+            await asyncio.sleep(0.05)
+        await notifier.aclose()
+        if state is not None:
+            shutil.rmtree(state)
+    took.sort()
+    print(f"submit to accepted    median {took[len(took) // 2] * 1e3:.1f} ms, "
+          f"p95 {took[int(len(took) * 0.95)] * 1e3:.1f} ms over {count} alerts")  # fmt: skip
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--alerts", type=int, default=100_000)
     parser.add_argument("--groups", type=int, default=50)
     parser.add_argument("--durable", action="store_true", help="with a disk queue (state_dir)")
+    parser.add_argument("--latency", type=int, metavar="N", help="N alerts one at a time")
     args = parser.parse_args()
-    asyncio.run(main(args.alerts, args.groups, args.durable))
+    if args.latency:
+        asyncio.run(latency(args.latency, args.durable))
+    else:
+        asyncio.run(main(args.alerts, args.groups, args.durable))
