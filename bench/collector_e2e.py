@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import math
 import multiprocessing
-import os
 import random
 import re
 import shutil
@@ -54,8 +53,8 @@ _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
 
 import gen_cri  # noqa: E402 - the generator next to this file
+from _procstat import cpu_seconds, status_mib  # noqa: E402 - shared /proc readings, next to this file
 
-_TICKS = os.sysconf("SC_CLK_TCK")
 _PODS = 16
 
 
@@ -171,18 +170,6 @@ def _sender(port: int, chunks_path: str, connections: int, in_flight: int, go: o
 
 
 # ------------------------------------------------------------------ measuring
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def status_mib(pid: int, key: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def free_port() -> int:

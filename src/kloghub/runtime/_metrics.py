@@ -46,6 +46,7 @@ __all__ = [
     "REDACTIONS",
     "REGISTRY",
     "REQUEST_SECONDS",
+    "ROLLOVER_COPIES",
     "ROTATIONS",
     "TAIL_PAUSED_SECONDS",
     "TRUNCATED_LINES",
@@ -117,6 +118,12 @@ FORWARD_REFUSED = Counter(
     "kloghub_forward_refused",
     "Forward connections or requests refused or closed by a listener limit, by reason.",
     ["reason"],
+)
+ROLLOVER_COPIES = Counter(
+    "kloghub_sink_rollover_copies_removed",
+    "Resent documents that landed in a newer backing index than their first copy and were "
+    "removed from it (deduplication across a data stream rollover).",
+    ["output"],
 )
 FORWARD_DUPLICATE_CHUNKS = Counter(
     "kloghub_forward_duplicate_chunks",
