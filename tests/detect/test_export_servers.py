@@ -6,8 +6,9 @@ The real audit fixture and the positive and negative events of every default rul
 to the run, through kloghub's own templates; then each rule's exported query (query DSL
 with the Lucene query, as `kloghub rules export --format dsl` prints it) must find exactly
 the documents the rule matches in kloghub, including the rules that read the request body
-(``requestObject``, indexed by the audit templates: issue 15, item 7). The backtest reads the same data stream back
-in time order and must raise what the detector raises on the documents themselves.
+(``requestObject``, indexed by the audit templates: issue 15, item 7). The backtest reads
+the same data stream back in time order and must raise what the detector raises on the
+documents themselves.
 """
 
 from __future__ import annotations
