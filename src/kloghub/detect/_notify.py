@@ -451,6 +451,8 @@ class Notifier(core.Service):
         for r in self.receivers:
             if r.queue is not None:
                 if len(r.inbox) >= r.cfg.max_pending:
+                    r.grouper.dropped += 1  # announced in the next notification
+                    r.grouper.dropped_total += 1
                     self._dropped(r)
                     continue
                 r.inbox.append(alert_doc)
@@ -530,9 +532,25 @@ class Notifier(core.Service):
             r.inbox_wake.clear()
             while r.inbox:
                 docs, r.inbox = r.inbox, []
-                await r.queue.push(core.Batch(_event(doc) for doc in docs))
+                try:
+                    await r.queue.push(core.Batch(_event(doc) for doc in docs))
+                except Exception:  # noqa: BLE001 - notifications must never stop ingestion
+                    r.dropped.inc(len(docs))
+                    _log.exception(
+                        "alerts could not be queued for notification; dropped",
+                        extra={"receiver": r.name, "alerts": len(docs)},
+                    )
+                    await asyncio.sleep(_FULL_POLL)
 
     async def _read(self, r: _Receiver) -> None:
+        while True:
+            try:
+                await self._read_some(r)
+            except Exception:  # noqa: BLE001 - notifications must never stop ingestion
+                _log.exception("reading the notification queue failed", extra={"receiver": r.name})
+                await asyncio.sleep(1.0)
+
+    async def _read_some(self, r: _Receiver) -> None:
         assert r.queue is not None
         while True:
             # The memory bound is reached: the rest waits on disk. (held shrinks in the
@@ -557,6 +575,14 @@ class Notifier(core.Service):
     # ------------------------------------------------------------------ the loop
 
     async def _run(self, r: _Receiver) -> None:
+        while True:
+            try:
+                await self._schedule(r)
+            except Exception:  # noqa: BLE001 - notifications must never stop ingestion
+                _log.exception("the notification loop failed", extra={"receiver": r.name})
+                await asyncio.sleep(1.0)
+
+    async def _schedule(self, r: _Receiver) -> None:
         while True:
             r.wake.clear()
             now = time.monotonic()
