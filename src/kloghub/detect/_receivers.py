@@ -32,6 +32,8 @@ import datetime as dt
 import hashlib
 from typing import Any
 
+from kloghub import core
+
 __all__ = [
     "SLACK_MAX_TEXT",
     "Item",
@@ -133,6 +135,9 @@ class Message:
     truncated: int = 0
     dropped: int = 0
     generator_url: str | None = None
+    tokens: tuple[core.Finalizer, ...] = ()
+    """Acknowledgements of the durable queue entries this notification carries (settled
+    once it is delivered or given up)."""
 
 
 def _common(maps: list[dict[str, str]]) -> dict[str, str]:
