@@ -150,6 +150,9 @@ class Scenario:
     outage: float = 15.0
     """Seconds OpenSearch is unreachable."""
     sink_outage: bool = True
+    rollover: bool = True
+    """Roll the data stream over while the collector is down after each of its kills: what
+    it resends then lands in a new backing index (deduplication across the rollover)."""
     agent_kills: int = 3
     """The first at a random point, the others ~30 ms after a rotation."""
     collector_kills: int = 2
@@ -204,6 +207,9 @@ class Result:
     dead_letters: int
     drain_seconds: float
     exit_codes: dict[str, int]
+    rollovers: int = 0
+    copies_removed: float = 0.0
+    """Rollover copies the collector's last life removed (its counter)."""
 
     def missing(self, found: Counter[int]) -> list[int]:
         return [n for n in range(self.written) if n not in found]
@@ -221,7 +227,8 @@ class Result:
             f"duplicated={self.duplicates(self.opensearch)}; "
             f"store: distinct={len(self.store)} missing={len(self.missing(self.store))} "
             f"duplicated={self.duplicates(self.store)}; dead letters={self.dead_letters}; "
-            f"drain {self.drain_seconds:.0f} s"
+            f"rollovers={self.rollovers} (copies removed by the last collector: "
+            f"{self.copies_removed:.0f}); drain {self.drain_seconds:.0f} s"
         )
 
 
@@ -334,6 +341,13 @@ class OpenSearch:
                 self.call("DELETE", "/_search/scroll", {"scroll_id": scroll_id})
         return found, total
 
+    def rollover(self, stream: str) -> bool:
+        try:
+            self.call("POST", f"/{stream}/_rollover")
+        except urllib.error.HTTPError:
+            return False  # no documents yet: no data stream to roll over
+        return True
+
     def delete_stream(self, stream: str) -> None:
         with contextlib.suppress(urllib.error.HTTPError):
             self.call("DELETE", f"/_data_stream/{stream}")
@@ -393,6 +407,7 @@ class Run:
         self.rotation_times: list[float] = []
         self.truncation_times: list[float] = []
         self.done: dict[str, Any] = {}
+        self.rollovers = 0
         self._stop = threading.Event()
         self.samplers: list[Callable[[], None]] = []
         """Called about once a second while the run lasts (the soak bench samples /proc)."""
@@ -551,6 +566,11 @@ class Run:
             if life.port is not None:
                 with contextlib.suppress(Exception):
                     life.metrics = scrape(life.port)
+            copies = 0.0
+            with contextlib.suppress(Exception):
+                assert self.collector is not None
+                name = "kloghub_sink_rollover_copies_removed_total"
+                copies = scrape(self.collector.metrics_port(), (name,))[name]
         finally:
             self._stop.set()
             if writer is not None and writer.poll() is None:
@@ -576,6 +596,8 @@ class Run:
             dead_letters=self._dead_letters(),
             drain_seconds=drain_seconds,
             exit_codes=exit_codes,
+            rollovers=self.rollovers,
+            copies_removed=copies,
         )
 
     def _act(
@@ -606,6 +628,9 @@ class Run:
             assert self.collector is not None
             self.collector.kill()
             self.say(f"chaos: {t:6.1f}s collector SIGKILL, down {argument}s")
+            if self.sc.rollover and self.os.rollover(self.stream):
+                self.rollovers += 1
+                self.say(f"chaos: {self.stream} rolled over")
             time.sleep(argument)
             self._start_collector()
         if restore_at is not None and time.monotonic() >= restore_at:

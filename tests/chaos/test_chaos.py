@@ -89,4 +89,5 @@ def test_chaos_every_line_exactly_once_in_opensearch_and_the_store(
         assert not dupes, f"seed {seed}: {len(dupes)} lines duplicated in {where}: {dupes[:20]}"
     assert result.opensearch_total == result.written
     assert result.dead_letters == 0
+    assert result.rollovers >= 1, "the data stream should have rolled over mid-run"
     assert_metrics_consistent(result)
