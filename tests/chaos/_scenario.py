@@ -222,6 +222,8 @@ class Result:
     dead_letters: int
     drain_seconds: float
     exit_codes: dict[str, int]
+    warnings: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Warning and error log lines of every daemon life, by message."""
     rollovers: int = 0
     copies_removed: float = 0.0
     """Rollover copies the collector's last life removed (its counter)."""
@@ -243,7 +245,9 @@ class Result:
             f"store: distinct={len(self.store)} missing={len(self.missing(self.store))} "
             f"duplicated={self.duplicates(self.store)}; dead letters={self.dead_letters}; "
             f"rollovers={self.rollovers} (copies removed by the last collector: "
-            f"{self.copies_removed:.0f}); drain {self.drain_seconds:.0f} s"
+            f"{self.copies_removed:.0f}); drain {self.drain_seconds:.0f} s; "
+            f"last agent: { {k: v for k, v in self.agent_lives[-1].metrics.items() if v} }; "
+            f"warnings: {self.warnings}"
         )
 
 
@@ -265,7 +269,10 @@ def scrape(port: int, names: tuple[str, ...] = _AGENT_METRICS) -> dict[str, floa
             continue
         name = line.split("{", 1)[0].split(" ", 1)[0]
         if name in found:
-            found[name] += float(line.rsplit(" ", 1)[1])
+            value = float(line.rsplit(" ", 1)[1])
+            found[name] += value
+            if "{" in line and value:
+                found[line.rsplit(" ", 1)[0]] = value  # each label set too
     return found
 
 
@@ -613,6 +620,16 @@ class Run:
                 self.proxy.close()
         dead_letters = self._dead_letters()
         self._unmount_disks()
+        warnings: Counter[str] = Counter()
+        for name, daemon in (("agent", self.agent), ("collector", self.collector)):
+            if daemon is None:
+                continue
+            (self.root / f"{name}.log").write_text("".join(daemon.raw))
+            for line in daemon.raw:
+                with contextlib.suppress(ValueError, AttributeError):
+                    entry = json.loads(line)
+                    if entry.get("level") in ("warning", "error", "critical"):
+                        warnings[f"{name}: {entry.get('message')}"] += 1
         found, total = self.os.numbers(self.stream)
         return Result(
             written=written,
@@ -629,6 +646,7 @@ class Run:
             exit_codes=exit_codes,
             rollovers=self.rollovers,
             copies_removed=copies,
+            warnings=dict(warnings),
         )
 
     def _run_due(self) -> None:
