@@ -224,3 +224,39 @@ def test_validate_warns_only_where_a_listener_is_shown(args):
     result = run("validate", *args)
     assert result.returncode == 0
     assert UNAUTHENTICATED not in result.stderr
+
+
+def test_validate_shows_the_rules_the_detections_load(tmp_path, capsys):
+    """If this failed, a user could not see from `kloghub validate` which rules run, in
+    which mode, before deploying."""
+    path = tmp_path / "k.yaml"
+    exec_rule = "faa4761f-d604-4387-84c2-e2ed3d5931b1"
+    path.write_text(
+        yaml.safe_dump({"collector": {"detections": {"rules": {exec_rule: {"mode": "dry-run"}}}}})
+    )
+    assert cli.main(["validate", "--config", str(path), "--level", "run"]) == 0
+    out = capsys.readouterr().out
+    assert yaml.safe_load(out)["collector"]["detections"]["enabled"] is True
+    summary = [line for line in out.splitlines() if line.startswith("# collector.detections")]
+    assert summary and "rules loaded" in summary[0] and "mode alert" in summary[0]
+    assert f"#   dry-run: {exec_rule}" in out
+
+
+def test_validate_refuses_a_rule_setting_that_names_no_rule(tmp_path):
+    """If this failed, a misspelt rule id in the tuning would be ignored silently."""
+    path = tmp_path / "k.yaml"
+    path.write_text(yaml.safe_dump({"collector": {"detections": {"rules": {"no-such-rule": {}}}}}))
+    result = run("validate", "--config", str(path), "--level", "run")
+    assert result.returncode == 2
+    assert "collector.detections.rules.no-such-rule: names no loaded rule" in result.stderr
+
+
+def test_agent_detections_need_the_node_store(tmp_path):
+    """If this failed, agent.detections could be on at walk or run, where no agent code
+    reads it (the collector runs the rules there)."""
+    path = tmp_path / "k.yaml"
+    path.write_text(yaml.safe_dump({"agent": {"detections": {"enabled": True}}}))
+    result = run("validate", "--config", str(path), "--level", "walk")
+    assert result.returncode == 2
+    assert "needs the store: output" in result.stderr
+    assert cli.main(["validate", "--config", str(path), "--level", "crawl"]) == 0

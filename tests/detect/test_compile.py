@@ -44,6 +44,13 @@ EXEC = ev.document(ev.raw(ev.EXEC_ADMIN_COMPLETE))[1]
         ({"responseStatus.code|lt": 400}, EXEC, False),
         ({"user.groups": "system:masters"}, EXEC, True),
         ({"annotations.authorization.k8s.io/decision": "allow"}, SECRET_GET, True),  # de-dotted
+        # user.extra keeps its dotted keys, as Elastic's documents do
+        (
+            {"user.extra.authentication.kubernetes.io/credential-id|startswith": "JTI="},
+            SECRET_GET,
+            True,
+        ),
+        ({"user.extra.authentication.kubernetes.io/credential-id|startswith": "JTI="}, EXEC, False),
         ({"user.name": "system:serviceaccount:shop:reader"}, SECRET_GET, True),  # an ECS field
         ({"resource": "secrets"}, SECRET_GET, True),  # pySigma's stock ecs_kubernetes name
     ],
@@ -96,6 +103,43 @@ def test_pipeline_maps_the_audit_taxonomy_to_kloghub_fields() -> None:
     assert detect.audit_field("userAgent") == "kubernetes.audit.userAgent"
     assert (
         detect.audit_field("user.extra.authentication.kubernetes.io/pod-name")
-        == "kubernetes.audit.user.extra.authentication_kubernetes_io/pod-name"
+        == "kubernetes.audit.user.extra.authentication.kubernetes.io/pod-name"
+    )
+    assert (
+        detect.audit_field("annotations.authorization.k8s.io/decision")
+        == "kubernetes.audit.annotations.authorization_k8s_io/decision"
     )
     assert detect.audit_field("kubernetes.namespace") == "kubernetes.namespace"
+
+
+def test_a_compiled_rule_finds_keys_that_hold_dots(tmp_path: Path) -> None:
+    """If this failed, the compiled matchers' fast field walk would miss dotted keys that
+    lookup() finds (label and annotation keys when de-dotting is off)."""
+    doc = {
+        "kubernetes": {
+            "audit": {"requestObject": {"metadata": {"labels": {"app.kubernetes.io/name": "web"}}}}
+        }
+    }
+    match = matcher(
+        tmp_path,
+        {"s": {"requestObject.metadata.labels.app.kubernetes.io/name": "web"}, "condition": "s"},
+    )
+    assert match(doc)
+    assert not match({"kubernetes": {"audit": {"requestObject": {"metadata": {}}}}})
+
+
+def test_a_rule_names_the_resource_it_requires_and_only_when_it_must(tmp_path: Path) -> None:
+    """If this failed, the detector would skip a rule on a document it could match (a
+    resource in an 'or' is not required) or offer every document to every rule."""
+    field = "kubernetes.audit.objectRef.resource"
+    required = detect.required
+    both = {"s": {"objectRef.resource": ["pods", "Secrets"], "verb": "get"}, "condition": "s"}
+    assert required(matcher(tmp_path, both), field) == {"pods", "secrets"}
+    either = {
+        "a": {"objectRef.resource": "pods"},
+        "b": {"verb": "delete"},
+        "condition": "a or b",
+    }
+    assert required(matcher(tmp_path, either), field) is None
+    nested = {"a": {"objectRef.resource": "pods"}, "b": {"verb": "create"}, "condition": "a and b"}
+    assert required(matcher(tmp_path, nested), field) == {"pods"}

@@ -9,7 +9,9 @@
 - ``file:`` and ``stdout:`` are local and acknowledge after writing: no buffer; they
   decode the chunks into records (``outputs.decoded``).
 - ``store:PATH`` (level crawl) keeps ECS documents in the node's embedded store, searchable
-  with ``kloghub search``: the agent normalizes as the collector would.
+  with ``kloghub search``: the agent normalizes as the collector would, and with
+  ``detections.enabled`` runs the rules on them (the node's own audit log) and stores the
+  alerts next to them.
 
 Components start in dependency order and stop in reverse, so that the source stops
 reading first and the buffer closes last, after the output's final acknowledgements.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kloghub import (
     buffer,
@@ -34,6 +37,9 @@ from kloghub import (
     store,
     transport,
 )
+
+if TYPE_CHECKING:
+    from kloghub import detect
 
 __all__ = ["build"]
 
@@ -58,15 +64,27 @@ def _schemes(cfg: config.AgentConfig) -> set[str]:
 
 
 class _NormalizingStore(store.StoreSink):
-    """The store as an agent output: records are normalized to ECS documents first."""
+    """The store as an agent output: records are normalized to ECS documents first and,
+    with ``detections``, the alerts they raise are stored with them (in the same batch,
+    so the tailer's checkpoint moves only once they are committed)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, detections: config.DetectionsConfig) -> None:
         super().__init__(path)
         self._normalize = normalize.Normalizer(config.NormalizerConfig())
+        self._detect: detect.Stage | None = None
+        if detections.enabled:
+            from kloghub import detect  # pySigma is loaded only where rules run
+
+            self._detect = detect.Stage.from_config(
+                detections, self._normalize.namespace, where="agent.detections"
+            )
 
     async def send(self, batch: core.Batch) -> None:
         normalizer = self._normalize
-        await super().send(core.Batch([normalizer(event) for event in batch.events]))
+        docs = [normalizer(event) for event in batch.events]
+        if self._detect is not None:
+            docs.extend(self._detect(docs))
+        await super().send(core.Batch(docs))
 
 
 def _local_output(cfg: config.AgentConfig) -> outputs.FileOutput | store.StoreSink:
@@ -82,7 +100,7 @@ def _local_output(cfg: config.AgentConfig) -> outputs.FileOutput | store.StoreSi
         return outputs.FileOutput(Path(rest))
     if scheme == "stdout":
         return outputs.FileOutput(None)
-    return _NormalizingStore(store.path_from_url(cfg.outputs[0].url))
+    return _NormalizingStore(store.path_from_url(cfg.outputs[0].url), cfg.detections)
 
 
 def _watchers_and_decider(

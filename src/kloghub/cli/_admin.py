@@ -45,9 +45,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
         "setup",
         help="install index templates and lifecycle policies into Elasticsearch/OpenSearch",
         description="Install (idempotently) the composable index templates of the "
-        "logs-kubernetes.* data streams and the ILM/ISM retention policy into every "
-        "Elasticsearch and OpenSearch sink of the collector configuration. Collectors also "
-        "do this when they start.",
+        "logs-kubernetes.* and logs-kloghub.alerts-* data streams and the ILM/ISM retention "
+        "policy into every Elasticsearch and OpenSearch sink of the collector "
+        "configuration. Collectors also do this when they start.",
         epilog="example: kloghub setup --config kloghub.yaml --retention-days 90",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

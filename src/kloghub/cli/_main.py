@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kloghub import __version__, core
-from kloghub.cli import _admin
+from kloghub.cli import _admin, _rules
 
 if TYPE_CHECKING:
     from kloghub import config
@@ -185,8 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--index",
         metavar="PATTERN",
-        default="logs-kubernetes.*",
-        help="Elasticsearch/OpenSearch data streams to search (default logs-kubernetes.*)",
+        default="logs-kubernetes.*,logs-kloghub.alerts-*",
+        help="Elasticsearch/OpenSearch data streams to search (default: the logs and the "
+        "alerts, logs-kubernetes.*,logs-kloghub.alerts-*)",
     )
     search.add_argument("--since", metavar="WHEN", help="15m, 2h, 7d or an RFC 3339 time")
     search.add_argument("--until", metavar="WHEN", help="same forms as --since (excluded)")
@@ -221,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _admin.add_parsers(sub, _add_common)
+    _rules.add_parsers(sub, _add_common)
 
     demo = sub.add_parser(
         "demo",
@@ -313,10 +315,46 @@ def _validate(args: argparse.Namespace, settings: config.Settings) -> int:
         return EXIT_USAGE
     from kloghub import config
 
+    try:
+        loaded = _detections_loaded(settings, args.section)
+    except core.ConfigError as error:
+        return _report(error)
     for warning in config.security_warnings(settings, args.section):
         print(f"kloghub: warning: {warning}", file=sys.stderr)
     print(config.dump(settings, args.section), end="")
+    for line in loaded:
+        print(line)
     return 0
+
+
+def _detections_loaded(settings: config.Settings, section: str | None) -> list[str]:
+    """The rules each enabled ``detections`` section loads, as YAML comment lines (the
+    rules are loaded and checked as the daemon would: a bad rule is a ConfigError)."""
+    sections = [("agent", settings.agent.detections)]
+    if settings.level != "crawl":
+        sections.append(("collector", settings.collector.detections))
+    lines = []
+    for name, cfg in sections:
+        if section not in (None, name) or not cfg.enabled:
+            continue
+        from kloghub import detect
+
+        where = f"{name}.detections"
+        try:
+            summary = detect.Detector.from_config(cfg, where=where).summary()
+        except detect.LoadError as exc:
+            raise core.ConfigError([f"{where}: {e}" for e in exc.errors]) from exc
+        lines.append(
+            f"# {where}: {summary['rules']} rules loaded ({summary['detections']} detections, "
+            f"{summary['correlations']} correlations), {summary['enabled']} enabled, "
+            f"mode {summary['mode']}"
+        )
+        lines.extend(
+            f"#   {key.replace('_', '-')}: {', '.join(summary[key])}"
+            for key in ("dry_run", "disabled")
+            if summary[key]
+        )
+    return lines
 
 
 def _collector(_args: argparse.Namespace, settings: config.Settings) -> int:
@@ -422,6 +460,7 @@ _COMMANDS = {
     "demo": _demo,
     "dlq": _admin.dlq,
     "setup": _admin.setup,
+    "rules": _rules.rules,
 }
 
 

@@ -1,10 +1,16 @@
 """The collector process: Forward input (and the audit webhook input) → ECS normalization →
-per-sink disk queue → sink.
+detections → per-sink disk queue → sink.
 
 A chunk is acknowledged to the agent only when its documents are durable in the queue of
 every sink (``ForwardServer`` calls :meth:`_Router.deliver`, which returns after the
 pushes). Each sink has its own queue, so a slow or broken SIEM holds back only its own
 queue (and, when that queue is full with policy ``block``, the agents).
+
+With ``detections.enabled``, the documents of each batch go through the detection stage
+(``detect.Stage``) after normalization; the alerts it raises are documents of the
+``kloghub.alerts`` data stream pushed with the batch into every queue, and once that push
+returned (the alerts are durable) those of mode ``alert`` are handed to the stage's
+``on_alert`` hooks — where notifications plug in (:func:`build`).
 
 Components start in order (dead letters, queues, sinks, pumps, listener) and stop in
 reverse: the listener stops accepting first, and queues close last.
@@ -16,8 +22,12 @@ import asyncio
 import ctypes
 import ctypes.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kloghub import buffer, config, core, normalize, outputs, runtime, sinks, store, transport
+
+if TYPE_CHECKING:
+    from kloghub import detect
 
 __all__ = ["build"]
 
@@ -55,22 +65,45 @@ class _MemoryTrim(core.Service):
 
 
 class _Router:
-    """Normalizes every received batch and pushes it into each sink's queue."""
+    """Normalizes every received batch, runs the detections on it and pushes it (with its
+    alerts) into each sink's queue."""
 
-    def __init__(self, normalizer: normalize.Normalizer, queues: list[buffer.DiskQueue]) -> None:
+    def __init__(
+        self,
+        normalizer: normalize.Normalizer,
+        queues: list[buffer.DiskQueue],
+        detections: detect.Stage | None = None,
+    ) -> None:
         self._normalize = normalizer
         self._queues = queues
+        self._detect = detections
 
     async def deliver(self, batch: core.Batch) -> None:
         normalizer = self._normalize
         origin = batch.origin
         docs = [normalizer(event, origin) for event in batch.events]
+        alerts = self._detect(docs) if self._detect is not None else None
+        if alerts:
+            docs.extend(alerts)
         if len(self._queues) == 1:
             await self._queues[0].push(core.Batch(docs))
-            return
-        # Each queue settles its own copy; received events carry no finalizer of their
-        # own (the acknowledgement to the agent is the Forward ack).
-        await asyncio.gather(*(q.push(core.Batch(docs)) for q in self._queues))
+        else:
+            # Each queue settles its own copy; received events carry no finalizer of their
+            # own (the acknowledgement to the agent is the Forward ack).
+            await asyncio.gather(*(q.push(core.Batch(docs)) for q in self._queues))
+        if alerts:
+            assert self._detect is not None
+            self._detect.notify(alerts)
+
+
+def _detections(
+    cfg: config.CollectorConfig, normalizer: normalize.Normalizer
+) -> detect.Stage | None:
+    if not cfg.detections.enabled:
+        return None
+    from kloghub import detect  # pySigma is loaded only where rules run
+
+    return detect.Stage.from_config(cfg.detections, normalizer.namespace, pods=normalizer.pod)
 
 
 def _sink(index: int, cfg: config.SinkConfig, dlq: sinks.DeadLetterQueue) -> core.Service:
@@ -111,7 +144,12 @@ def build(cfg: config.CollectorConfig) -> runtime.Daemon:
         )
         for i, (q, sink, s) in enumerate(zip(queues, built, cfg.sinks, strict=True))
     ]
-    router = _Router(normalize.Normalizer(cfg.normalizer), queues)
+    normalizer = normalize.Normalizer(cfg.normalizer)
+    detections = _detections(cfg, normalizer)
+    # Notifications: a receiver of alert documents (mode alert, once stored in every sink
+    # queue) is appended to ``detections.on_alert`` here, and its component to
+    # ``components`` below; a hook must not block (it queues and returns).
+    router = _Router(normalizer, queues, detections)
     budget = core.Budget(int(cfg.max_in_flight_bytes))
     listener = transport.ForwardServer(cfg.listen, cfg.listener, router.deliver, budget=budget)
     components: list[core.Component] = [

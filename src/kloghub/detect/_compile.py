@@ -30,7 +30,7 @@ from typing import Any
 from sigma import conditions as sc
 from sigma import types as st
 
-__all__ = ["Matcher", "UnsupportedError", "compile_condition", "lookup", "values"]
+__all__ = ["Matcher", "UnsupportedError", "compile_condition", "lookup", "required", "values"]
 
 Matcher = Callable[[Mapping[str, Any]], bool]
 
@@ -103,11 +103,66 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _getter(field: str) -> Callable[[Mapping[str, Any]], Any]:
+    """``lookup(doc, field)`` with the path split once; plain dicts all the way down (the
+    normalizer's documents) take the fast walk, anything else the general one."""
+    parts = field.split(".")
+    # Keys holding dots that the rest of the path could be, from each position.
+    dotted = [
+        [(".".join(parts[i:j]), j) for j in range(i + 2, len(parts) + 1)] for i in range(len(parts))
+    ]
+
+    def get(doc: Mapping[str, Any]) -> Any:
+        node: Any = doc
+        for i, part in enumerate(parts):
+            if type(node) is not dict:
+                return _walk(node, parts, i)
+            child = node.get(part, _MISSING)
+            if child is _MISSING:
+                for key, j in dotted[i]:
+                    child = node.get(key, _MISSING)
+                    if child is not _MISSING:
+                        return _walk(child, parts, j)
+                return _MISSING
+            node = child
+        return node
+
+    return get
+
+
 def _any(field: str, test: Callable[[Any], bool]) -> Matcher:
+    get = _getter(field)
+
     def match(doc: Mapping[str, Any]) -> bool:
-        return any(test(v) for v in values(lookup(doc, field)))
+        value = get(doc)
+        if type(value) is list:
+            return any(test(v) for v in value if v is not None)
+        return value is not _MISSING and value is not None and test(value)
 
     return match
+
+
+class _Equals:
+    """``field`` equals one of ``wanted`` (strings, lower-cased unless ``cased``): the leaf
+    Sigma's value lists expand to, kept as a set so that an ``or`` of them on one field
+    costs one lookup (:func:`_or` merges them)."""
+
+    __slots__ = ("cased", "field", "get", "wanted")
+
+    def __init__(self, field: str, wanted: frozenset[str], cased: bool) -> None:
+        self.field, self.wanted, self.cased = field, wanted, cased
+        self.get = _getter(field)
+
+    def __call__(self, doc: Mapping[str, Any]) -> bool:
+        value = self.get(doc)
+        wanted, cased = self.wanted, self.cased
+        if type(value) is str:
+            return (value if cased else value.lower()) in wanted
+        for v in values(value):
+            text = _text(v)
+            if (text if cased else text.lower()) in wanted:
+                return True
+        return False
 
 
 def _string(field: str, value: st.SigmaString) -> Matcher:
@@ -116,10 +171,7 @@ def _string(field: str, value: st.SigmaString) -> Matcher:
         raise UnsupportedError(f"{field}: placeholders (|expand) are not supported")
     if not value.contains_special():
         plain = "".join(p for p in value.s if isinstance(p, str))  # to_plain re-escapes
-        if cased:
-            return _any(field, lambda v: _text(v) == plain)
-        lowered = plain.lower()
-        return _any(field, lambda v: _text(v).lower() == lowered)
+        return _Equals(field, frozenset([plain if cased else plain.lower()]), cased)
     parts = list(value.s)
     wild = st.SpecialChars.WILDCARD_MULTI
     inner = parts[1:-1]
@@ -220,17 +272,20 @@ def _cidr(field: str, value: st.SigmaCIDRExpression) -> Matcher:
 
 def _exists(field: str, value: st.SigmaExists) -> Matcher:
     wanted = value.exists
+    get = _getter(field)
 
     def match(doc: Mapping[str, Any]) -> bool:
-        found = lookup(doc, field)
+        found = get(doc)
         return (found is not _MISSING and found is not None) == wanted
 
     return match
 
 
 def _null(field: str) -> Matcher:
+    get = _getter(field)
+
     def match(doc: Mapping[str, Any]) -> bool:
-        found = lookup(doc, field)
+        found = get(doc)
         return found is _MISSING or found is None
 
     return match
@@ -267,18 +322,70 @@ def _leaf(field: str, value: st.SigmaType) -> Matcher:  # noqa: PLR0911  (one re
     raise UnsupportedError(f"{field}: {reason} are not supported")
 
 
+class _All:
+    """Every matcher holds (kept inspectable: :func:`required` reads it)."""
+
+    __slots__ = ("matchers",)
+
+    def __init__(self, matchers: list[Matcher]) -> None:
+        self.matchers = tuple(matchers)
+
+    def __call__(self, doc: Mapping[str, Any]) -> bool:
+        for m in self.matchers:  # noqa: SIM110 - a loop: half the cost of all(genexpr)
+            if not m(doc):
+                return False
+        return True
+
+
 def _all(matchers: list[Matcher]) -> Matcher:
     if len(matchers) == 1:
         return matchers[0]
-    ms = tuple(matchers)
-    return lambda doc: all(m(doc) for m in ms)
+    return _All(matchers)
+
+
+def required(matcher: Matcher, field: str) -> frozenset[str] | None:
+    """The values ``field`` must hold (lower-cased) for ``matcher`` to hold, when its
+    condition says so at the top (``field: value`` or ``field: [values]`` and-ed with the
+    rest); None when it does not. Lets a caller skip the rules a document cannot match."""
+    if isinstance(matcher, _Equals):
+        return matcher.wanted if matcher.field == field and not matcher.cased else None
+    if isinstance(matcher, _All):
+        for m in matcher.matchers:
+            found = required(m, field)
+            if found is not None:
+                return found
+    return None
 
 
 def _or(matchers: list[Matcher]) -> Matcher:
+    merged: dict[tuple[str, bool], _Equals] = {}
+    rest: list[Matcher] = []
+    for m in matchers:
+        if isinstance(m, _Equals):
+            key = (m.field, m.cased)
+            known = merged.get(key)
+            merged[key] = m if known is None else _Equals(m.field, known.wanted | m.wanted, m.cased)
+        else:
+            rest.append(m)
+    matchers = [*merged.values(), *rest]
     if len(matchers) == 1:
         return matchers[0]
-    ms = tuple(matchers)
-    return lambda doc: any(m(doc) for m in ms)
+    return _Any(matchers)
+
+
+class _Any:
+    """One of the matchers holds."""
+
+    __slots__ = ("matchers",)
+
+    def __init__(self, matchers: list[Matcher]) -> None:
+        self.matchers = tuple(matchers)
+
+    def __call__(self, doc: Mapping[str, Any]) -> bool:
+        for m in self.matchers:  # noqa: SIM110 - a loop: half the cost of any(genexpr)
+            if m(doc):
+                return True
+        return False
 
 
 def compile_condition(node: Any) -> Matcher:

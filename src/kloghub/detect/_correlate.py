@@ -9,7 +9,8 @@ window per group).
 Memory: a group keeps at most ``count`` entries (the condition fires when it reaches
 ``count``; ``gt`` keeps ``count + 1``), and a rule keeps at most ``max_groups`` groups; the
 least recently seen group is evicted beyond that (counted in ``evicted``). Events that
-arrive later than the window of their group are ignored (counted in ``late``).
+arrive later than the window of their group are ignored (counted in ``late``), and so is an
+event counted already (the same document id: a chunk delivered again).
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ class Correlator:
     def groups(self) -> int:
         return len(self._groups)
 
-    def feed(self, source: str, doc_id: str, doc: dict[str, Any], time_ns: int) -> Fired | None:
+    def feed(  # noqa: PLR0911, PLR0912 - one branch per correlation type, read top to bottom
+        self, source: str, doc_id: str, doc: dict[str, Any], time_ns: int
+    ) -> Fired | None:
         """Account one event that matched the referenced rule ``source``."""
         rule = self.rule
         key = tuple(_key_value(doc, f) for f in rule.group_by)
@@ -91,6 +94,8 @@ class Correlator:
             events = group.events
             while events and events[0][0] <= cutoff:
                 events.popleft()
+            if any(e[1] == doc_id for e in events):  # the same event delivered again
+                return None
             events.append(entry)
             if len(events) < self._need:
                 return None

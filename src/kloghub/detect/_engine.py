@@ -7,7 +7,9 @@ and compiled, correlations given their state. The per-document call is
 should not) is counted and skipped, never propagated.
 
 Rules whose log source is the Kubernetes audit log only see audit documents
-(``data_stream.dataset: kubernetes.audit_logs``); other rules see every document. A rule
+(``data_stream.dataset: kubernetes.audit_logs``), and an audit rule that requires an
+``objectRef.resource`` (most do) only sees the documents about that resource; other rules
+see every document. A rule
 that a correlation reads raises no alert of its own unless the correlation says
 ``generate: true`` (Sigma's semantics).
 """
@@ -28,6 +30,15 @@ __all__ = ["Alert", "Detector"]
 _log = logging.getLogger("kloghub.detect")
 
 _AUDIT_DATASET = "kubernetes.audit_logs"
+_RESOURCE = "kubernetes.audit.objectRef.resource"
+
+
+def _resource(doc: dict[str, Any]) -> Any:
+    """``kubernetes.audit.objectRef.resource`` of an audit document (None when absent)."""
+    kube = doc.get("kubernetes")
+    audit = kube.get("audit") if type(kube) is dict else None
+    ref = audit.get("objectRef") if type(audit) is dict else None
+    return ref.get("resource") if type(ref) is dict else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,14 +98,17 @@ class Detector:
         self,
         ruleset: _rules.Ruleset,
         cfg: config.DetectionsConfig | None = None,
+        *,
+        where: str = "collector.detections",
     ) -> None:
         cfg = cfg or config.DetectionsConfig()
         self.ruleset = ruleset
         self.errors = 0
         self.suppressed = 0
+        self._default_mode = cfg.mode
         settings: dict[str, _Setting] = {}
         problems = [
-            f"collector.detections.rules.{key}: names no loaded rule"
+            f"{where}.rules.{key}: names no loaded rule"
             for key in cfg.rules
             if ruleset.find(key) is None
         ]
@@ -102,13 +116,13 @@ class Detector:
             raise core.ConfigError(problems)
         for rule in ruleset.all():
             tuned = cfg.rules.get(rule.id) or cfg.rules.get(rule.title) or config.RuleSettings()
-            where = f"collector.detections.rules.{rule.id}.exceptions"
+            key = f"{where}.rules.{rule.id}.exceptions"
             settings[rule.id] = _Setting(
                 enabled=tuned.enabled,
                 mode=tuned.mode or cfg.mode,
                 severity=tuned.severity or rule.level or "medium",
                 exceptions=tuple(
-                    _exception_matcher(rule, e, f"{where}[{i}]")
+                    _exception_matcher(rule, e, f"{key}[{i}]")
                     for i, e in enumerate(tuned.exceptions)
                 ),
             )
@@ -130,16 +144,63 @@ class Detector:
             for d in ruleset.detections
             if not d.audit
         ]
+        # Audit rules by the resource they require (most name one): a document is offered
+        # only to the rules of its objectRef.resource and to those that name none.
+        guards = [_compile.required(d.match, _RESOURCE) for d, _, _ in self._audit]
+        resources = {r for guard in guards if guard is not None for r in guard}
+        self._by_resource = {
+            resource: [
+                entry
+                for entry, guard in zip(self._audit, guards, strict=True)
+                if guard is None or resource in guard
+            ]
+            + self._other
+            for resource in resources
+        }
+        self._unguarded = [
+            entry for entry, guard in zip(self._audit, guards, strict=True) if guard is None
+        ] + self._other
+
+        self.audit_only = not self._other
+        """Every rule reads audit documents only (then nothing else need be offered)."""
+
+    def setting(self, rule_id: str) -> tuple[bool, str, str, int]:
+        """``(enabled, mode, severity, exceptions)`` of a loaded rule, as configured."""
+        s = self._settings[rule_id]
+        return s.enabled, s.mode, s.severity, len(s.exceptions)
 
     @classmethod
-    def from_config(cls, cfg: config.DetectionsConfig) -> Detector:
+    def from_config(
+        cls, cfg: config.DetectionsConfig, *, where: str = "collector.detections"
+    ) -> Detector:
         """Load the default pack (if on) and ``rules_dirs``; ``LoadError``/``ConfigError``."""
-        return cls(_rules.load(_paths(cfg)), cfg)
+        return cls(_rules.load(_paths(cfg)), cfg, where=where)
+
+    def summary(self) -> dict[str, Any]:
+        """Rules loaded, enabled, and in each mode (what ``kloghub validate`` prints)."""
+        rules = self.ruleset.all()
+        enabled = [r for r in rules if self._settings[r.id].enabled]
+        return {
+            "rules": len(rules),
+            "detections": len(self.ruleset.detections),
+            "correlations": len(self.ruleset.correlations),
+            "enabled": len(enabled),
+            "mode": self._default_mode,
+            "dry_run": sorted(r.id for r in enabled if self._settings[r.id].mode == "dry-run"),
+            "disabled": sorted(r.id for r in rules if not self._settings[r.id].enabled),
+        }
 
     def __call__(self, doc_id: str, doc: dict[str, Any], time_ns: int) -> list[Alert]:
         data_stream = doc.get("data_stream")
         dataset = data_stream.get("dataset") if isinstance(data_stream, dict) else None
-        candidates = self._audit + self._other if dataset == _AUDIT_DATASET else self._other
+        if dataset == _AUDIT_DATASET:
+            resource = _resource(doc)
+            if type(resource) is str:
+                candidates = self._by_resource.get(resource.lower(), self._unguarded)
+            else:
+                candidates = self._audit + self._other
+        else:
+            candidates = self._other
         alerts: list[Alert] = []
         for rule, alerts_alone, correlators in candidates:
             try:

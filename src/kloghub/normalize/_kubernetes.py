@@ -326,12 +326,17 @@ class Meta:
 class MetaCache:
     """Input metadata → :class:`Meta`, bounded; a hit costs one (deep, C-speed) dict comparison."""
 
-    __slots__ = ("_entries", "_last", "_options")
+    __slots__ = ("_entries", "_last", "_options", "_pods")
 
     def __init__(self, **options: Any) -> None:
         self._entries: dict[tuple[Any, ...], tuple[dict[str, Any], Any, Any, Meta]] = {}
         self._options = options
         self._last: tuple[dict[str, Any], Any, Any, Meta] | None = None
+        self._pods: dict[tuple[Any, Any], Meta] = {}
+
+    def pod(self, namespace: str, name: str) -> Meta | None:
+        """The newest metadata seen for the pod ``namespace/name`` (any of its containers)."""
+        return self._pods.get((namespace, name))
 
     def get(self, k8s: dict[str, Any], owner: Any, namespace_meta: Any) -> Meta:
         # Events arrive in runs of one container (a Forward chunk has one tag).
@@ -356,6 +361,8 @@ class MetaCache:
         meta = Meta(k8s, owner, namespace_meta, **self._options)
         if len(self._entries) >= _CACHE_MAX:
             self._entries.clear()
+            self._pods.clear()
+        self._pods[key[:2]] = meta
         # Copies: the caller may update its metadata map in place when the pod changes.
         entry = self._entries[key] = (
             copy.deepcopy(k8s),

@@ -225,6 +225,17 @@ class Normalizer:
         self._last_origin: core.Origin | None = None
         self._last_sender: dict[str, Any] = {}
 
+    @property
+    def namespace(self) -> str:
+        """The data stream namespace of the documents (``logs-<dataset>-<namespace>``)."""
+        return self._namespace
+
+    def pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ``kubernetes.*`` fragment (pod, namespace, labels, node, owner workloads) of
+        the pod ``namespace/name`` from the container logs seen so far; read-only."""
+        meta = self._meta.pod(namespace, name)
+        return meta.kubernetes if meta is not None else None
+
     # ------------------------------------------------------------------ entry point
 
     def __call__(self, event: core.Event, origin: core.Origin | None = None) -> core.Event:

@@ -11,7 +11,9 @@ What the assets make, per product:
   ``logs-kubernetes.container_logs.*-*``), ``logs-kubernetes.audit_logs-*`` and
   ``logs-kubernetes.node_logs-*``, composed of the component templates
   ``kloghub-logs@settings``, ``kloghub-logs@mappings`` (ECS) and
-  ``kloghub-kubernetes.audit_logs@mappings``;
+  ``kloghub-kubernetes.audit_logs@mappings``; and ``kloghub-kloghub.alerts`` for the
+  detections' alerts (``logs-kloghub.alerts-*``), which adds
+  ``kloghub-kloghub.alerts@mappings`` (``rule.*``, ``threat.*``, ``kloghub.alert.*``);
 - Elasticsearch: the ILM policy ``kloghub-logs`` and the component template
   ``kloghub-logs@lifecycle`` that names it. The index templates list that component in
   ``ignore_missing_component_templates``, so they install and work where ILM is missing
@@ -43,13 +45,24 @@ __all__ = ["DATA_STREAMS", "POLICY", "Kind", "asset_files", "templates"]
 
 Kind = Literal["elasticsearch", "opensearch"]
 
-DATA_STREAMS = ("kubernetes.container_logs", "kubernetes.audit_logs", "kubernetes.node_logs")
-"""The datasets of kloghub's data streams (``logs-<dataset>-<namespace>``)."""
+DATA_STREAMS = (
+    "kubernetes.container_logs",
+    "kubernetes.audit_logs",
+    "kubernetes.node_logs",
+    "kloghub.alerts",
+)
+"""The datasets of kloghub's data streams (``logs-<dataset>-<namespace>``): the three log
+streams the normalizer writes and the alerts of the detections (``event.kind: alert``)."""
+
 
 POLICY = "kloghub-logs"
 """The name of the ILM (Elasticsearch) and ISM (OpenSearch) policy."""
 
 _LIFECYCLE, _ALWAYS = True, False
+_INDEX_TEMPLATES = tuple(
+    (f"index-template-{ds.rsplit('.', 1)[1]}.json", f"_index_template/kloghub-{ds}", _ALWAYS)
+    for ds in DATA_STREAMS
+)
 _ASSETS: dict[str, tuple[tuple[str, str, bool], ...]] = {
     "elasticsearch": (
         ("ilm-policy.json", f"_ilm/policy/{POLICY}", _LIFECYCLE),
@@ -60,11 +73,13 @@ _ASSETS: dict[str, tuple[tuple[str, str, bool], ...]] = {
             "_component_template/kloghub-kubernetes.audit_logs@mappings",
             _ALWAYS,
         ),
-        ("component-lifecycle.json", "_component_template/kloghub-logs@lifecycle", _LIFECYCLE),
-        *(
-            (f"index-template-{ds[11:]}.json", f"_index_template/kloghub-{ds}", _ALWAYS)
-            for ds in DATA_STREAMS
+        (
+            "component-alert-mappings.json",
+            "_component_template/kloghub-kloghub.alerts@mappings",
+            _ALWAYS,
         ),
+        ("component-lifecycle.json", "_component_template/kloghub-logs@lifecycle", _LIFECYCLE),
+        *_INDEX_TEMPLATES,
     ),
     "opensearch": (
         ("ism-policy.json", f"_plugins/_ism/policies/{POLICY}", _LIFECYCLE),
@@ -75,10 +90,12 @@ _ASSETS: dict[str, tuple[tuple[str, str, bool], ...]] = {
             "_component_template/kloghub-kubernetes.audit_logs@mappings",
             _ALWAYS,
         ),
-        *(
-            (f"index-template-{ds[11:]}.json", f"_index_template/kloghub-{ds}", _ALWAYS)
-            for ds in DATA_STREAMS
+        (
+            "component-alert-mappings.json",
+            "_component_template/kloghub-kloghub.alerts@mappings",
+            _ALWAYS,
         ),
+        *_INDEX_TEMPLATES,
     ),
 }
 _TEXT_FIELDS = (

@@ -10,10 +10,14 @@ from __future__ import annotations
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = [
+    "ALERTS",
+    "ALERTS_SUPPRESSED",
+    "ALERT_HOOK_ERRORS",
     "AUDIT_WEBHOOK_REFUSED",
     "BUFFER_BYTES",
     "BYTES_READ",
     "DEAD_LETTERED",
+    "DETECTION_ERRORS",
     "DROPPED",
     "FILES_TAILED",
     "FORWARD_CONNECTIONS",
@@ -26,6 +30,11 @@ __all__ = [
     "KERNEL_FALLBACKS",
     "LAG_BYTES",
     "LINES_READ",
+    "NOTIFICATIONS_DROPPED",
+    "NOTIFICATIONS_FAILED",
+    "NOTIFICATIONS_PENDING",
+    "NOTIFICATIONS_RETRIED",
+    "NOTIFICATIONS_SENT",
     "PARSE_ERRORS",
     "POD_CACHE_SIZE",
     "POLICY_VIOLATIONS",
@@ -132,4 +141,46 @@ FORWARD_IN_FLIGHT_BYTES = Gauge(
 FORWARD_PAUSED = Counter(
     "kloghub_forward_paused",
     "Reads the Forward listener delayed because max_in_flight_bytes was reached.",
+)
+ALERTS = Counter(
+    "kloghub_alerts",
+    "Alerts raised by the detection rules and written to the sinks, by mode (alert, dry-run).",
+    ["mode"],
+)
+ALERTS_SUPPRESSED = Counter(
+    "kloghub_alerts_suppressed",
+    "Rule matches an exception of the rule's settings suppressed.",
+)
+DETECTION_ERRORS = Counter(
+    "kloghub_detection_errors",
+    "Rule evaluations that raised on a document (the rule is skipped for it).",
+)
+ALERT_HOOK_ERRORS = Counter(
+    "kloghub_alert_hook_errors",
+    "Alert callbacks (notifications) that raised when handed an alert.",
+)
+NOTIFICATIONS_SENT = Counter(
+    "kloghub_notifications_sent",
+    "Alert notifications (requests) a receiver accepted, by receiver.",
+    ["receiver"],
+)
+NOTIFICATIONS_FAILED = Counter(
+    "kloghub_notifications_failed",
+    "Alert notifications given up (permanent answer or retry.max_attempts), by receiver.",
+    ["receiver"],
+)
+NOTIFICATIONS_RETRIED = Counter(
+    "kloghub_notifications_retried",
+    "Alert notification attempts made again after a failure, by receiver.",
+    ["receiver"],
+)
+NOTIFICATIONS_DROPPED = Counter(
+    "kloghub_notifications_dropped",
+    "Alerts not notified to a receiver, by receiver and reason (queue_full).",
+    ["receiver", "reason"],
+)
+NOTIFICATIONS_PENDING = Gauge(
+    "kloghub_notifications_pending",
+    "Alerts a receiver holds (waiting in groups, in flight, or remembered until resolved).",
+    ["receiver"],
 )

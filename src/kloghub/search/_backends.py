@@ -32,8 +32,9 @@ __all__ = [
     "open_backend",
 ]
 
-DEFAULT_INDEX = "logs-kubernetes.*"
-"""The data streams kloghub writes: container, audit and node logs of every namespace."""
+DEFAULT_INDEX = "logs-kubernetes.*,logs-kloghub.alerts-*"
+"""The data streams kloghub writes: container, audit and node logs and the detections'
+alerts, of every namespace (as the embedded store holds them all)."""
 _REQUEST_TIMEOUT_S = 30
 
 

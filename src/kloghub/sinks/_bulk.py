@@ -213,10 +213,20 @@ class BulkSink(_sink.Sink, Generic[ClientT]):
     install_templates_at_start = True
     """Collectors install the index templates and lifecycle policy when they start."""
 
+    _first_install: asyncio.Event | None = None
+
     async def _on_start(self) -> None:
         await super()._on_start()
         if self.install_templates_at_start:
+            self._first_install = asyncio.Event()
             self.spawn("templates", self._install_until_done())
+
+    async def _templates_tried(self) -> None:
+        """Waits (once, at start) until the first installation attempt is over: a bulk
+        request sent before the templates are there would create a data stream's first
+        index with dynamic mappings instead of kloghub's, for good."""
+        if self._first_install is not None:
+            await self._first_install.wait()
 
     async def _install_until_done(self) -> None:
         """Retry the installation (the server may be down at start) with capped backoff."""
@@ -225,6 +235,8 @@ class BulkSink(_sink.Sink, Generic[ClientT]):
             try:
                 await self.install_templates()
             except Exception as exc:  # noqa: BLE001 - logged and retried; data waits in queue
+                assert self._first_install is not None
+                self._first_install.set()
                 _log.warning(
                     "index templates not installed yet; retrying",
                     extra={
@@ -236,6 +248,8 @@ class BulkSink(_sink.Sink, Generic[ClientT]):
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, 60.0)
             else:
+                assert self._first_install is not None
+                self._first_install.set()
                 return
 
     async def install_templates(self, retention_days: int | None = None) -> list[str]:

@@ -36,6 +36,7 @@ class ElasticsearchSink(_bulk.BulkSink["AsyncElasticsearch"]):
         import elastic_transport
         import elasticsearch
 
+        await self._templates_tried()
         assert self._client is not None
         body = b"".join(item.data for item in items)
         try:

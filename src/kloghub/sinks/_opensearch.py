@@ -34,6 +34,7 @@ class OpenSearchSink(_bulk.BulkSink["AsyncOpenSearch"]):
     async def push(self, items: Sequence[_sink.Item]) -> _sink.Outcome:
         from opensearchpy import exceptions
 
+        await self._templates_tried()
         assert self._client is not None
         body = b"".join(item.data for item in items)
         try:

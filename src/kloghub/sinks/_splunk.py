@@ -3,7 +3,8 @@
 Each event becomes one envelope; a request is the envelopes concatenated::
 
     {"time": 1700000000.123456, "host": "<node>", "source": "<log.file.path>",
-     "sourcetype": "kube:container:<container>" | "kube:apiserver:audit" | "kube:node",
+     "sourcetype": "kube:container:<container>" | "kube:apiserver:audit" | "kube:node"
+                   | "kloghub:alert",
      "index": "<SinkConfig.index, when set>", "event": {<the ECS document>},
      "fields": {"namespace": ..., "pod": ..., "container": ..., "node": ...}}
 
@@ -111,6 +112,8 @@ def _sourcetype(tag: str, container: str | None) -> str:
         return "kube:apiserver:audit"
     if "node_logs" in tag:
         return "kube:node"
+    if tag.startswith("logs-kloghub.alerts-"):
+        return "kloghub:alert"
     return f"kube:container:{container or 'unknown'}"
 
 

@@ -1,0 +1,179 @@
+"""Detections live at level run: activity on the real apiserver (tests/_kube.py) → its audit
+log → the agent → the collector's rules → alerts in OpenSearch, as a responder would see
+them; dry-run and exceptions tuned in the collector's config apply."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests._procs import Daemon, free_port
+
+pytestmark = pytest.mark.integration
+
+EXEC = "faa4761f-d604-4387-84c2-e2ed3d5931b1"
+PRIVILEGED = "3190e8bf-2a6c-429c-9cd4-161c253af821"
+CLUSTER_ADMIN = "a1c5a4e4-7e5a-4877-a7ef-9fef3065bd81"
+ALERT_BOUND_S = 60
+"""Generous: the benchmark (bench/detect_bench.py) measures the latency; this only proves
+alerts arrive while the activity is recent, on a machine the suite shares."""
+
+
+def _privileged_pod(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeName": "no-such-node",
+            "containers": [
+                {"name": "c", "image": "busybox", "securityContext": {"privileged": True}}
+            ],
+        },
+    }
+
+
+def _alerts(store: str, ns: str) -> list[dict[str, Any]]:
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "kloghub", "search", "event.kind:alert", "--store", store),
+            *("--since", "1h", "--limit", "1000", "--format", "ndjson"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    docs = [orjson.loads(line) for line in result.stdout.splitlines()]
+    # The audit log is the session's: keep the alerts about this test's objects.
+    return [d for d in docs if ns in orjson.dumps(d.get("kubernetes")).decode()]
+
+
+def _start(kube: Any, tmp_path: Path, ns: str, store: str) -> tuple[Daemon, Daemon]:
+    port = free_port()
+    collector = Daemon(
+        "collector",
+        config={
+            "level": "run",
+            "collector": {
+                "listen": f"127.0.0.1:{port}",
+                "state_dir": str(tmp_path / "c"),
+                "metrics_addr": "127.0.0.1:0",
+                "normalizer": {"namespace": ns.replace("-", "")},
+                "listener": {
+                    "shared_key": "k",
+                    "users": [{"username": "cp-1", "password": "pw", "roles": ["control-plane"]}],
+                },
+                "sinks": [{"url": store, "flush_interval": "200ms"}],
+                "detections": {
+                    "enabled": True,
+                    "rules": {
+                        EXEC: {"mode": "dry-run"},
+                        PRIVILEGED: {"exceptions": [{"objectRef.namespace": f"{ns}-ci"}]},
+                    },
+                },
+            },
+        },
+        workdir=tmp_path,
+    ).start()
+    agent = Daemon(
+        "agent",
+        config={
+            "level": "run",
+            "agent": {
+                "state_dir": str(tmp_path / "a"),
+                "metrics_addr": "127.0.0.1:0",
+                "enrichment": {"kubernetes_api": False},
+                "sources": {
+                    "containers": {"paths": [str(tmp_path / "no-pods" / "*.log")]},
+                    "node": {"enabled": False},
+                    "audit": {"path": str(kube.audit_log), "read_from": "tail"},
+                    "poll_interval": "50ms",
+                },
+                "node_name": "cp-1",
+                "outputs": [
+                    {
+                        "url": f"forward://127.0.0.1:{port}",
+                        "flush_interval": "100ms",
+                        "shared_key": "k",
+                        "username": "cp-1",
+                        "password": "pw",
+                    }
+                ],
+            },
+        },
+        workdir=tmp_path,
+    ).start()
+    collector.wait_log("started", timeout=60)
+    agent.wait_log("started", timeout=60)
+    return collector, agent
+
+
+def test_activity_on_the_apiserver_raises_alerts_in_opensearch(
+    kube: Any, tmp_path: Path, opensearch_url: str
+) -> None:
+    """If this failed, a privileged pod, an exec or a cluster-admin binding on a real
+    cluster would raise no alert in the SIEM (or tuning would not apply live)."""
+    from kubernetes import client
+
+    ns = f"det-{uuid.uuid4().hex[:8]}"
+    store = f"opensearch+http://{opensearch_url.split('://', 1)[1]}"
+    collector, agent = _start(kube, tmp_path, ns, store)
+    try:
+        time.sleep(1)  # the agent has opened the audit log at its end
+        core, rbac = kube.core(), client.RbacAuthorizationV1Api(kube.admin())
+        for namespace in (f"{ns}-ci", ns):
+            kube.ensure_namespace(namespace)
+            # This apiserver does not --allow-privileged: refused (422) after the audit
+            # log recorded the attempt with its body, which is what the rule reads.
+            with contextlib.suppress(client.ApiException):
+                core.create_namespaced_pod(namespace, _privileged_pod("priv"))
+        exec_path = f"/api/v1/namespaces/{ns}/pods/priv/exec?" + urllib.parse.urlencode(
+            [("command", "sh"), ("stdout", "true")]
+        )
+        kube.request("POST", exec_path)  # no kubelet: refused after authorization, recorded
+        core.create_namespaced_service_account(ns, {"metadata": {"name": "intruder"}})
+        rbac.create_cluster_role_binding(
+            {
+                "metadata": {"name": f"{ns}-intruder-admin"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "cluster-admin",
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": "intruder", "namespace": ns}],
+            }
+        )
+        deadline = time.monotonic() + ALERT_BOUND_S
+        while True:
+            alerts = _alerts(store, ns)
+            rules = {a["rule"]["id"] for a in alerts}
+            if {EXEC, PRIVILEGED, CLUSTER_ADMIN} <= rules:
+                break
+            assert time.monotonic() < deadline, (
+                f"alerts of {sorted(rules)} only; " + "".join(collector.raw + agent.raw)[-3000:]
+            )
+            time.sleep(0.5)
+    finally:
+        assert agent.stop() == 0
+        assert collector.stop() == 0
+    by_rule: dict[str, list[dict[str, Any]]] = {}
+    for alert in alerts:
+        by_rule.setdefault(alert["rule"]["id"], []).append(alert)
+    (binding,) = by_rule[CLUSTER_ADMIN]
+    assert binding["kloghub"]["alert"]["mode"] == "alert"
+    assert binding["kubernetes"]["audit"]["objectRef"]["name"] == f"{ns}-intruder-admin"
+    assert binding["user"]["name"]
+    # The exception: the privileged pod of the excepted namespace raised nothing.
+    assert [a["kubernetes"]["namespace"] for a in by_rule[PRIVILEGED]] == [ns]
+    assert by_rule[PRIVILEGED][0]["event"]["severity"] == 73  # level high
+    assert {a["kloghub"]["alert"]["mode"] for a in by_rule[EXEC]} == {"dry-run"}
