@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import contextlib
 import multiprocessing
-import os
 import shutil
 import signal
 import socket
@@ -42,9 +41,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
 
 import gen_cri  # noqa: E402 - the generator next to this file
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-
+from _procstat import cpu_seconds, peak_rss_mib  # noqa: E402 - shared /proc readings, next to this file
 
 # ------------------------------------------------------------------ input
 
@@ -116,18 +113,6 @@ def _receiver(port: int, counter: multiprocessing.sharedctypes.Synchronized[int]
 
 
 # ------------------------------------------------------------------ measuring
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def free_port() -> int:

@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import math
 import multiprocessing
-import os
 import random
 import re
 import shutil
@@ -54,8 +53,8 @@ _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
 
 import gen_cri  # noqa: E402 - the generator next to this file
+from _procstat import cpu_seconds, status_mib  # noqa: E402 - shared /proc readings, next to this file
 
-_TICKS = os.sysconf("SC_CLK_TCK")
 _PODS = 16
 
 
@@ -173,18 +172,6 @@ def _sender(port: int, chunks_path: str, connections: int, in_flight: int, go: o
 # ------------------------------------------------------------------ measuring
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def status_mib(pid: int, key: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -222,6 +209,10 @@ def collector_config(args: argparse.Namespace, state: Path, port: int, mport: in
         f"  state_dir: {state / 'state'}",
         f"  metrics_addr: 127.0.0.1:{mport}",
         "  log_level: warning",
+        # Level run refuses peers that prove nothing; the bench's sender is one such peer.
+        "  listener:",
+        "    unauthenticated: allow",
+        f"    max_connections_per_peer: {max(16, args.connections)}",
     ]
     if args.in_flight_bytes:
         lines.append(f"  max_in_flight_bytes: {args.in_flight_bytes}")

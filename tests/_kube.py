@@ -14,6 +14,7 @@ fail, and, through ``PR_SET_PDEATHSIG``, when pytest itself is killed):
 - **etcd** on loopback, plain HTTP (it is reachable from this machine only, and the
   apiserver is its only client), ``--unsafe-no-fsync`` (the data dies with the session);
 - **kube-apiserver** on ``https://127.0.0.1:<port>``: ``--authorization-mode=Node,RBAC``,
+  ``--allow-privileged`` (as kubeadm sets it),
   anonymous requests allowed (as the binary's default: they reach RBAC, which refuses
   them), ServiceAccount tokens from the TokenRequest API, the audit policy the project
   ships (``forwarders/audit-policy.yaml``) and ``--audit-log-path`` to a file in JSON
@@ -316,6 +317,9 @@ class ControlPlane:
                 # The kubernetes Service may not point at a loopback address: no reconciler.
                 "--endpoint-reconciler-type=none",
                 "--authorization-mode=Node,RBAC",
+                # As kubeadm and the managed services run it: privileged pods are accepted
+                # (and audited), so the tests see what a real cluster records for them.
+                "--allow-privileged=true",
                 f"--audit-policy-file={AUDIT_POLICY}",
                 f"--audit-log-path={self.audit_log}",
                 "--audit-log-format=json",

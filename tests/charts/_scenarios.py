@@ -33,6 +33,9 @@ SECRETS: dict[tuple[str, str], str] = {
     ("edge-user", "password"): f"edge{HOSTILE}pw-b7e2",
     ("agent-users", "agent"): f"agent{HOSTILE}pw-1a2b",
     ("agent-users", "control-plane"): f"control{HOSTILE}plane-pw-3c4d",
+    ("kloghub-slack", "url"): f"https://hooks.example/services/T0/B0/s{HOSTILE}3cr3t",
+    ("kloghub-am", "url"): "http://alertmanager.monitoring:9093",
+    ("kloghub-am", "token"): f"am-token{HOSTILE}9f8e",
     # Certificates are read when a daemon starts, not by the loader: any text stands in.
     ("kloghub-forward-tls", "ca.crt"): "-----BEGIN CERTIFICATE-----\n(test)\n",
     ("kloghub-forward-tls", "tls.crt"): "-----BEGIN CERTIFICATE-----\n(test)\n",
@@ -48,6 +51,16 @@ NODE = "node-a"
 
 FORWARD_AUTH = {"sharedKeySecret": {"name": "kloghub-forward", "key": "shared-key"}}
 CA = {"caSecret": {"name": "backend-ca", "key": "ca.crt"}, "verify": True}
+NOTIFICATIONS: list[dict[str, Any]] = [
+    {"type": "slack", "urlSecret": {"name": "kloghub-slack", "key": "url"}},
+    {
+        "type": "alertmanager",
+        "urlSecret": {"name": "kloghub-am", "key": "url"},
+        "tokenSecret": {"name": "kloghub-am", "key": "token"},
+        "tls": CA,
+        "settings": {"group_wait": "10s", "name": "am"},
+    },
+]
 BACKENDS: dict[str, dict[str, Any]] = {
     "elasticsearch": {
         "enabled": True,
@@ -128,6 +141,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "store": {"sink": {"retention": "14d"}},
         },
         "metrics": {"serviceMonitor": {"enabled": True}},
+        "notifications": NOTIFICATIONS,
     },
 }
 LEVELS = ("crawl", "walk", "run")
@@ -246,6 +260,7 @@ def pod_files(manifests: list[Manifest], workload: Manifest, root: Path) -> dict
         directory = root / mount["mountPath"].lstrip("/")
         directory.mkdir(parents=True, exist_ok=True)
         for path, content in files.items():
+            (directory / path).parent.mkdir(parents=True, exist_ok=True)  # items' subfolders
             (directory / path).write_bytes(content.encode())
         mounted[mount["mountPath"]] = directory
     return mounted

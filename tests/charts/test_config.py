@@ -91,3 +91,21 @@ def test_a_secret_with_quote_backslash_and_newline_reaches_the_process_intact(
     assert sink.password.get_secret_value() == sc.SECRETS[("es-creds", "password")]
     assert settings.search.password is not None
     assert settings.search.password.get_secret_value() == sc.SECRETS[("es-creds", "password")]
+
+
+def test_notification_receivers_get_their_url_and_token_from_secrets(render, tmp_path):
+    """If this failed, a receiver set in the chart's values would start without its URL
+    (the collector exits) or with its Secret altered (Slack answers 404 no_service)."""
+    values = {"level": "run", "notifications": sc.NOTIFICATIONS}
+    text, env = sc.pod(render(values), "collector", tmp_path / "root")
+    result = sc.validate(text, "run", tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert sc.SECRETS[("kloghub-slack", "url")] not in result.stdout + result.stderr
+    settings = sc.load(text, tmp_path, env)
+    slack, am = settings.collector.detections.notify
+    assert slack.type == "slack" and slack.url is not None
+    assert slack.url.get_secret_value() == sc.SECRETS[("kloghub-slack", "url")]
+    assert am.name == "am" and am.group_wait == 10.0
+    assert am.token is not None
+    assert am.token.get_secret_value() == sc.SECRETS[("kloghub-am", "token")]
+    assert am.tls.ca_file is not None and am.tls.ca_file.name == "ca.crt"

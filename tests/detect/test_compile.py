@@ -44,6 +44,13 @@ EXEC = ev.document(ev.raw(ev.EXEC_ADMIN_COMPLETE))[1]
         ({"responseStatus.code|lt": 400}, EXEC, False),
         ({"user.groups": "system:masters"}, EXEC, True),
         ({"annotations.authorization.k8s.io/decision": "allow"}, SECRET_GET, True),  # de-dotted
+        # user.extra keeps its dotted keys, as Elastic's documents do
+        (
+            {"user.extra.authentication.kubernetes.io/credential-id|startswith": "JTI="},
+            SECRET_GET,
+            True,
+        ),
+        ({"user.extra.authentication.kubernetes.io/credential-id|startswith": "JTI="}, EXEC, False),
         ({"user.name": "system:serviceaccount:shop:reader"}, SECRET_GET, True),  # an ECS field
         ({"resource": "secrets"}, SECRET_GET, True),  # pySigma's stock ecs_kubernetes name
     ],
@@ -96,7 +103,11 @@ def test_pipeline_maps_the_audit_taxonomy_to_kloghub_fields() -> None:
     assert detect.audit_field("userAgent") == "kubernetes.audit.userAgent"
     assert (
         detect.audit_field("user.extra.authentication.kubernetes.io/pod-name")
-        == "kubernetes.audit.user.extra.authentication_kubernetes_io/pod-name"
+        == "kubernetes.audit.user.extra.authentication.kubernetes.io/pod-name"
+    )
+    assert (
+        detect.audit_field("annotations.authorization.k8s.io/decision")
+        == "kubernetes.audit.annotations.authorization_k8s_io/decision"
     )
     assert detect.audit_field("kubernetes.namespace") == "kubernetes.namespace"
 

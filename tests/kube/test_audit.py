@@ -71,7 +71,7 @@ def activity(kube) -> tuple[str, list[dict[str, Any]], dict[str, str]]:
 
 def test_the_policy_records_rbac_and_exec_in_full_and_secrets_as_metadata_only(activity) -> None:
     """If this failed, the shipped audit policy would leak secret values into the log, or
-    leave out what an investigation of a compromise needs."""
+    leave out what an investigation of a compromise (or a detection of a risky pod) needs."""
     _, events, users = activity
     by_resource: dict[str, list[dict[str, Any]]] = {}
     for e in events:
@@ -99,10 +99,15 @@ def test_the_policy_records_rbac_and_exec_in_full_and_secrets_as_metadata_only(a
     assert anonymous and anonymous[0]["responseStatus"]["code"] == 403
     pods = {e["verb"] for e in by_resource["pods"]}
     assert pods >= {"create", "patch", "delete"}
-    # Pod writes carry their body (what the detections read), deletes do not.
-    levels = {(e["verb"], e["level"]) for e in by_resource["pods"]}
-    assert levels >= {("create", "Request"), ("patch", "Request"), ("delete", "Metadata")}
-    assert {level for verb, level in levels if verb in ("create", "patch")} == {"Request"}
+    # Pod writes with their request body (what detections of risky pods read), not the
+    # response; a deletion says nothing more than its metadata.
+    for e in by_resource["pods"]:
+        if e["verb"] in ("create", "patch"):
+            assert e["level"] == "Request" and "responseObject" not in e
+        else:
+            assert e["level"] == "Metadata" and "requestObject" not in e
+    created = next(e for e in by_resource["pods"] if e["verb"] == "create")
+    assert created["requestObject"]["spec"]["containers"][0]["name"] == "app"
 
 
 def test_the_agent_at_level_run_ships_the_real_audit_log_as_elastics_ecs_documents(

@@ -70,10 +70,32 @@ def test_an_audit_event_gives_the_ecs_fields_of_the_request() -> None:
     assert doc["orchestrator"]["namespace"] == "prod"
     audit = doc["kubernetes"]["audit"]
     assert audit["annotations"] == {"authorization_k8s_io/decision": "forbid"}
-    assert audit["user"]["extra"] == {"authentication_kubernetes_io/pod-name": ["p"]}
+    assert audit["user"]["extra"] == {"authentication.kubernetes.io/pod-name": ["p"]}
     assert audit["requestObject"] == {"kind": "DeleteOptions", "propagationPolicy": "Foreground"}
     assert audit["responseStatus"] == {"status": "Failure", "code": 403}
     assert doc["message"] == "alice delete /api/v1/namespaces/prod/secrets/db -> 403"
+
+
+def test_only_annotation_keys_are_de_dotted_as_elastic_does() -> None:
+    """Annotations become authorization_k8s_io/..., user.extra and impersonatedUser.extra
+    keep their dotted keys, whatever ``dedot`` says; broken, an exception written for
+    Elastic's data (user.extra.authentication.kubernetes.io/pod-name) would not match
+    kloghub's documents and its rule would fire on them."""
+    event = {
+        **EVENT,
+        "impersonatedUser": {
+            "username": "system:admin",
+            "extra": {"authentication.kubernetes.io/node-name": ["n1"]},
+        },
+    }
+    for dedot in (True, False):
+        audit = _out(event, dedot=dedot).record["doc"]["kubernetes"]["audit"]
+        assert audit["user"]["extra"] == {"authentication.kubernetes.io/pod-name": ["p"]}
+        assert audit["impersonatedUser"]["extra"] == {
+            "authentication.kubernetes.io/node-name": ["n1"]
+        }
+        key = "authorization_k8s_io/decision" if dedot else "authorization.k8s.io/decision"
+        assert audit["annotations"] == {key: "forbid"}
 
 
 def test_the_timestamp_is_the_stage_timestamp() -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from kloghub import config, core, normalize
+from tests.normalize import _audit_fields as af
 from tests.normalize import _fixtures as fx
 
 pytestmark = pytest.mark.integration
@@ -196,3 +197,22 @@ async def test_opensearch_takes_the_templates_twice_and_the_documents(os_client:
     # Clean-up only (Elasticsearch's minimal build cannot; the servers' stop wipes both).
     with contextlib.suppress(Exception):
         await os_client.indices.delete_data_stream(name=f"logs-kubernetes.*-{namespace}")
+
+
+async def test_detection_fields_of_real_audit_events_query_on_elasticsearch(es_client: Any) -> None:
+    """The recorded risky activity (tests/kube/_risky.py) in Elasticsearch: the pod with
+    hostNetwork, the added capabilities, the binding to cluster-admin and the wildcard Role
+    (and every other field the rules read) are each found by a field query, and each field
+    has its type; broken, Elastic's prebuilt Kubernetes rules would be blind on our data."""
+    docs = af.documents(af.risky_lines(), "t" + uuid.uuid4().hex[:12])
+    await af.check_on_server(af.elasticsearch(es_client), docs)
+
+
+async def test_detection_fields_of_real_audit_events_query_on_opensearch(os_client: Any) -> None:
+    """The same on OpenSearch; broken, its security analytics and alerting queries on
+    request bodies would find nothing."""
+    namespace = "t" + uuid.uuid4().hex[:12]
+    docs = af.documents(af.risky_lines(), namespace)
+    await af.check_on_server(af.opensearch(os_client), docs)
+    with contextlib.suppress(Exception):
+        await os_client.indices.delete_data_stream(name=f"logs-kubernetes.audit_logs-{namespace}")

@@ -13,6 +13,7 @@ import pytest
 
 from kloghub import normalize
 from kloghub.normalize import _templates
+from tests.normalize import _audit_fields as af
 from tests.normalize import _fixtures as fx
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,3 +166,34 @@ def test_forwarders_points_at_the_assets_and_holds_no_copy() -> None:
             generic = re.sub(r"^(component|index-template)", r"*/\1", name)
             assert f"`{kind}/{name}`" in readme or f"`{generic}`" in readme, name
     assert not list((ROOT / "forwarders").rglob("*.json"))
+
+
+def _mapping_type(properties: dict[str, Any], field: str) -> str | None:
+    node: dict[str, Any] = {"properties": properties}
+    for part in field.split("."):
+        node = node.get("properties", {}).get(part, {})
+    return node.get("type", "object" if "properties" in node else None)
+
+
+def test_every_field_detection_rules_read_has_the_type_they_expect_in_both_templates() -> None:
+    """Host namespaces at spec level (boolean), capabilities, images, hostPath, subjects,
+    roleRef and role rules (keyword), ids and ports (numbers), in the audit mappings of both
+    products — and the bodies stay closed to everything else (dynamic: false); broken,
+    Elastic's and Sigma's rules for privileged pods, wildcard roles and cluster-admin
+    bindings would run on kloghub's data and never fire."""
+    for kind in KINDS:
+        bodies = normalize.templates(kind, 30)  # type: ignore[arg-type]
+        mappings = bodies["_component_template/kloghub-kubernetes.audit_logs@mappings"]
+        props = mappings["template"]["mappings"]["properties"]
+        wrong = {
+            field: (_mapping_type(props, af.AUDIT + field), want)
+            for field, want in af.FIELD_TYPES.items()
+            if _mapping_type(props, af.AUDIT + field) != want
+        }
+        assert not wrong, (kind, wrong)
+        audit = props["kubernetes"]["properties"]["audit"]["properties"]
+        for body in ("requestObject", "responseObject"):
+            assert audit[body]["dynamic"] is False
+            text = json.dumps(audit[body])
+            assert '"enabled": false' not in text  # nothing searched for is switched off
+            assert "HostNetwork" not in text  # no path that no PodSpec has

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from kloghub import search, store
+from tests.normalize import _audit_fields as af
 from tests.search import _docs
 
 NOW = 1_795_759_200 * 1_000_000_000
@@ -102,3 +103,43 @@ def test_page_request_continues_after_ties_without_repeating_them():
     assert bool_["must_not"] == [{"ids": {"values": ["a", "b"]}}]
     assert bool_["filter"][1]["range"]["@timestamp"]["lte"] == "2026-11-27T06:00:00.000000000Z"
     json.dumps(body)  # plain JSON, no objects the client would have to guess about
+
+
+def _escaped(value: object, wildcard: bool) -> str:
+    text = "true" if value is True else "false" if value is False else str(value)
+    return "".join(c if c.isalnum() or (wildcard and c == "*") else "\\" + c for c in text)
+
+
+def test_fields_through_lists_and_dotted_keys_are_found_as_elasticsearch_finds_them(
+    tmp_path: Path,
+):
+    """Every detection field query of tests/normalize/_audit_fields.py, on the real audit
+    events of tests/fixtures/kube-audit/risky.log, finds in the store exactly what it finds
+    in Elasticsearch and OpenSearch (test_servers.py proves those equal ``af.expected``):
+    lists on the way fan out (spec.containers.image, rules.verbs, subjects.name) and the
+    apiserver's dotted user.extra key is found at its dotted path; if this failed, a
+    responder's query would find the privileged pod or the wildcard role in the SIEM but
+    not in the embedded store."""
+    docs = af.documents(af.risky_lines(), "default")
+    with store.Store.open(tmp_path / "store.db") as db:
+        db.add([(e.record["id"], e.time_ns, e.record["doc"]) for e in docs])
+
+        def ids(query: str) -> set[str]:
+            sql, params = search.to_sql(search.parse(query), NOW)
+            return {row.id for row in db.select(sql, params)}
+
+        for name, query in af.QUERIES.items():
+            wildcard = name in af.WILDCARDS
+            text = " AND ".join(
+                f"{af.AUDIT}{field}:{_escaped(value, wildcard)}"
+                for field, value in query.terms.items()
+            )
+            wanted = af.expected(docs, name)
+            assert wanted and ids(text) == wanted, (name, text)
+        field = af.AUDIT + "user.extra.authentication.kubernetes.io/pod-name"
+        bound = af.expected(docs, "a token bound to a pod")
+        assert ids(f"{field}:ca*") == ids(f"{field}:*") == bound
+        assert ids(f"NOT {field}:*") == {e.record["id"] for e in docs} - bound
+        assert not ids(f"{field}:web")
+        containers = af.AUDIT + "requestObject.spec.containers.image"
+        assert ids(f"NOT {containers}:*") == {e.record["id"] for e in docs} - ids(f"{containers}:*")

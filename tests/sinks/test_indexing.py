@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 import pytest
 import pytest_asyncio
 
@@ -239,3 +240,74 @@ async def test_replay_after_a_mapping_fix_indexes_the_dead_letters(
     assert (report.delivered, report.refused, report.unsettled) == (2, 0, 0)
     assert await cluster.count() == 4
     assert list(sinks.read(directory)) == []
+
+
+async def rollover(cluster: Cluster) -> None:
+    if cluster.product == "elasticsearch":
+        await cluster.client.indices.rollover(alias=cluster.stream)
+    else:
+        await cluster.client.transport.perform_request("POST", f"/{cluster.stream}/_rollover")
+
+
+async def backing_indices(cluster: Cluster) -> list[str]:
+    answer = await cluster.client.indices.get_settings(index=cluster.stream)
+    return sorted(answer)
+
+
+async def test_a_resend_after_a_rollover_is_not_a_second_document(cluster: Cluster):
+    """If this failed, events resent after their data stream rolled over (a collector
+    restart, an agent's resend) would be indexed twice: ``_id`` deduplicates only inside
+    one backing index."""
+    removed_before = counter(metrics.ROLLOVER_COPIES, cluster.product)
+    sink = sinks.build(cluster.config(), MemoryDeadLetters())
+    await sink.start()
+    try:
+        settled = Settled()
+        await sink.send(batch(cluster, settled, range(50)))
+        await settled.wait_for(50)
+        await rollover(cluster)
+        assert len(await backing_indices(cluster)) == 2
+        # 40-49 are resends across the rollover, 50-59 new; the second round resends all.
+        for _round in range(2):
+            settled = Settled()
+            await sink.send(batch(cluster, settled, range(40, 60)))
+            await settled.wait_for(20)
+            assert settled.count(core.Delivery.DELIVERED) == 20
+    finally:
+        await sink.stop(10)
+    ids = await cluster.ids()
+    assert len(ids) == len(set(ids)) == 60
+    assert await cluster.count() == 60
+    assert counter(metrics.ROLLOVER_COPIES, cluster.product) - removed_before == 20
+
+
+async def test_a_copy_left_in_the_new_backing_index_by_a_crash_is_removed_on_resend(
+    cluster: Cluster,
+):
+    """If this failed, a collector killed between indexing a resend in the new backing
+    index and removing it would leave a duplicate for good (the next resend answers 409)."""
+    sink = sinks.build(cluster.config(), MemoryDeadLetters())
+    await sink.start()
+    try:
+        settled = Settled()
+        await sink.send(batch(cluster, settled, range(30)))
+        await settled.wait_for(30)
+        await rollover(cluster)
+        # The crash: 20-29 written again into the new write index, nobody removed them.
+        lines = []
+        for i in range(20, 30):
+            lines.append(orjson.dumps({"create": {"_id": f"{cluster.stream}-{i}"}}))
+            lines.append(orjson.dumps(doc(i)))
+        body = b"\n".join(lines) + b"\n"
+        if cluster.product == "elasticsearch":
+            await cluster.client.bulk(index=cluster.stream, operations=body, refresh=True)
+        else:
+            await cluster.client.bulk(index=cluster.stream, body=body, refresh=True)
+        assert await cluster.count() == 40
+        settled = Settled()
+        await sink.send(batch(cluster, settled, range(20, 30)))  # the resend: 409 each
+        await settled.wait_for(10)
+    finally:
+        await sink.stop(10)
+    ids = await cluster.ids()
+    assert len(ids) == len(set(ids)) == 30

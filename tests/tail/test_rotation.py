@@ -276,3 +276,27 @@ async def test_back_pressure_pauses_reading_and_resumes(world: World):
         await source.stop(5)
     assert_exactly_once(sink.numbers(), range(20000))
     assert source.tailer.paused_seconds > 0.1
+
+
+async def test_rotation_between_resuming_checkpoints_and_the_first_scan_loses_nothing(
+    world: World, monkeypatch
+):
+    """If this failed, a file the kubelet rotated while the restarted agent was starting
+    (after it looked for rotated checkpoints, before its first scan) would never be read
+    to its end: its row looked "known", so no one opened it."""
+    log = world.container_dir() / "0.log"
+    world.append(log, range(100))
+    sink = Collector()
+    await run_until(make_source(world, sink), sink, 100)
+    world.append(log, range(100, 200))
+    resume = tail.Tailer._resume_rotated
+
+    def resume_then_rotate(self: tail.Tailer) -> None:
+        resume(self)
+        world.rotate(log, "20261127-110000")  # the kubelet, at the worst moment
+        world.append(log, range(200, 210))
+
+    monkeypatch.setattr(tail.Tailer, "_resume_rotated", resume_then_rotate)
+    source = await run_until(make_source(world, sink), sink, 210)
+    assert_exactly_once(sink.numbers(), range(210))
+    assert source.tailer.stats["resumed_at_start"] == 1

@@ -20,7 +20,11 @@ NS = 1_700_000_000_123_456_789
 def decode_all(data: bytes, max_frame: int = 1 << 20) -> list[protocol.Request | None]:
     decoder = protocol.StreamDecoder(max_frame)
     decoder.feed(data)
-    return [protocol.decode_request(v, n, max_frame) for v, n in decoder.frames()]
+    requests = [protocol.decode_request(v, n, max_frame) for v, n in decoder.frames()]
+    for request in requests:
+        if request is not None:
+            request.events  # noqa: B018 - decodes the entries, which may raise
+    return requests
 
 
 def only(data: bytes) -> protocol.Request:

@@ -469,3 +469,55 @@ async def test_listener_stops_reading_every_connection_while_its_budget_is_held(
         await second.close()
     finally:
         await server.stop(5)
+
+
+# --------------------------------------------------------------------------- slices
+
+
+async def test_large_packed_request_is_delivered_in_slices_and_acked_once(start_server, store):
+    """If this failed, one 8 MiB request would exist as objects all at once in the
+    collector (several times its size), or its ack would precede the last slice."""
+    server = await start_server()
+    client = await RawClient.connect(server)
+    count = 60_000
+    request = chunk_request("t", count, "big")  # ~1.5 MB of entries
+    await client.send(request)
+    assert await client.answer() == {"ack": "big"}
+    assert len(store.batches) >= len(request) // protocol.SLICE_BYTES >= 4
+    assert [e.record["log"] for e in store.events] == [f"big-{i}" for i in range(count)]
+    assert all(sum(e.size for e in b) <= 2 * protocol.SLICE_BYTES for b in store.batches)
+    await client.close()
+
+
+async def test_entry_that_is_not_a_pair_part_way_refuses_the_request_unacked(start_server, store):
+    """If this failed, a request found malformed after its first slices were stored would
+    be acknowledged, or take the listener down."""
+    before = refused("malformed")
+    server = await start_server()
+    client = await RawClient.connect(server)
+    good = b"".join(
+        msgpack.packb([event_time(NS), {"log": "x" * 100, "n": i}]) for i in range(5_000)
+    )
+    entries = good + msgpack.packb(["not", "a", "pair"]) + good
+    await client.send(msgpack.packb(["t", entries, {"chunk": "bad"}], use_bin_type=True))
+    assert await client.closed_by_server()
+    await client.close()
+    assert refused("malformed") == before + 1
+    assert 0 < len(store.events) < 5_000  # the slices before it; no ack went back
+    other = await RawClient.connect(server)
+    assert await request_is_acked(other)
+    await other.close()
+
+
+async def test_broken_msgpack_anywhere_in_entries_stores_nothing(start_server, store):
+    """If this failed, a corrupt frame would leave its first slices in the stores."""
+    server = await start_server()
+    client = await RawClient.connect(server)
+    good = b"".join(
+        msgpack.packb([event_time(NS), {"log": "x" * 100, "n": i}]) for i in range(5_000)
+    )
+    entries = good + b"\xc1" + good  # 0xc1 is never valid msgpack
+    await client.send(msgpack.packb(["t", entries, {"chunk": "corrupt"}], use_bin_type=True))
+    assert await client.closed_by_server()
+    await client.close()
+    assert store.events == []

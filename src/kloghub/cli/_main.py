@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kloghub import __version__, core
-from kloghub.cli import _admin
+from kloghub.cli import _admin, _rules
 
 if TYPE_CHECKING:
     from kloghub import config
@@ -222,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _admin.add_parsers(sub, _add_common)
+    _rules.add_parsers(sub, _add_common)
 
     demo = sub.add_parser(
         "demo",
@@ -459,6 +460,7 @@ _COMMANDS = {
     "demo": _demo,
     "dlq": _admin.dlq,
     "setup": _admin.setup,
+    "rules": _rules.rules,
 }
 
 

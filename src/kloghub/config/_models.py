@@ -44,6 +44,7 @@ __all__ = [
     "MultilineConfig",
     "NodeSource",
     "NormalizerConfig",
+    "NotifyConfig",
     "OutputConfig",
     "ParsersConfig",
     "QueueConfig",
@@ -191,6 +192,105 @@ class QueueConfig(Model):
     """``block``: apply back-pressure (agents stop reading); ``drop_oldest``: drop and count."""
 
 
+NOTIFY_LABELS = ("rule_id", "alertname", "severity", "user", "namespace", "resource", "name")
+"""Labels of a notified alert (its identity; Alertmanager labels), from the alert document:
+``rule.id``, ``rule.name``, ``kloghub.alert.severity``, ``user.name``, the namespace, the
+resource (``pods/exec``) and the object name of the triggering audit event."""
+
+
+class NotifyConfig(SecretFilesModel):
+    """One receiver of alert notifications (``collector.detections.notify[]``).
+
+    Alerts are grouped per receiver by ``group_by`` (rule + identity by default) and sent
+    with Alertmanager's timing: a new group waits ``group_wait`` (collecting the rest of
+    its burst), alerts new to a notified group wait until ``group_interval`` after the
+    previous notification, and the same alert (same labels) recurring is notified again
+    at most every ``repeat_interval``. Dry-run alerts are never notified. A receiver that
+    fails, hangs or is down is retried with backoff in the background and never holds
+    back ingestion: beyond ``max_pending`` alerts waiting, new alerts are dropped for this
+    receiver (counted in ``kloghub_notifications_dropped{reason="queue_full"}`` and
+    announced in the next notification)."""
+
+    secret_files = ("url", "password", "token")
+
+    type: Literal["webhook", "slack", "alertmanager"]
+    """``webhook``: a JSON POST of the group (Alertmanager's webhook payload shape, with
+    the ECS alert documents); ``slack``: a Slack-compatible incoming webhook (``text``);
+    ``alertmanager``: Alertmanager API v2, ``POST <url>/api/v2/alerts``."""
+    name: str | None = None
+    """Receiver name in metrics and logs; ``<type>-<index>`` when unset."""
+    url: SecretStr | None = None
+    """``http(s)://`` endpoint (a secret: incoming-webhook URLs carry their token). For
+    ``alertmanager`` the base URL (``http://alertmanager:9093``)."""
+    url_file: Path | None = None
+    """Read ``url`` from this file at load (one trailing newline removed)."""
+    username: str | None = None
+    """HTTP basic authentication (with ``password``)."""
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    """Read ``password`` from this file at load (one trailing newline removed)."""
+    token: SecretStr | None = None
+    """Bearer token (``Authorization: Bearer ...``)."""
+    token_file: Path | None = None
+    """Read ``token`` from this file at load (one trailing newline removed)."""
+    tls: TLSConfig = Field(default_factory=TLSConfig)
+    timeout: Duration = 10.0
+    """One request's time limit; a request that takes longer is retried."""
+    retry: RetryConfig = Field(
+        default_factory=lambda: RetryConfig(initial_backoff=1.0, max_backoff=60.0)
+    )
+    """Backoff between attempts of one notification (``Retry-After`` honoured); 4xx
+    answers other than 408/429 are permanent (the notification is given up, counted as
+    failed)."""
+    group_by: list[str] = Field(default_factory=lambda: ["rule_id", "user"])
+    """Labels that make a group (``...``: every label, one group per alert)."""
+    group_wait: Duration = 1.0
+    """How long a new group waits before its first notification (Alertmanager's default is
+    30s; 1s keeps the first alert within the 5 s bound)."""
+    group_interval: Duration = 300.0
+    """Minimum time between two notifications of one group about new alerts."""
+    repeat_interval: Duration = 4 * 3600.0
+    """Minimum time before an alert already notified (same labels, still recurring) is
+    notified again."""
+    resolve_timeout: Duration = 300.0
+    """An alert not seen again for this long is resolved (Alertmanager's
+    ``resolve_timeout``): its ``endsAt``; recurring after that, it is new again."""
+    rate_limit: int | None = Field(default=30, ge=1)
+    """At most this many notifications (requests) per minute to this receiver; groups
+    that are due wait for their turn (unset: no limit)."""
+    max_pending: int = Field(default=10_000, ge=1)
+    """Alerts held in memory for this receiver (waiting in groups, in flight, or remembered
+    until resolved); beyond it, alerts wait in the disk queue (``queue_max_bytes``), and
+    alerts submitted faster than the disk takes them are dropped and counted."""
+    queue_max_bytes: Size = Size(64 * 1024 * 1024)
+    """Alerts not yet notified are kept in a disk queue (``<state_dir>/notify/<name>``)
+    until the receiver accepted them, so that a restart notifies them then; beyond this
+    many bytes the oldest are dropped (``kloghub_records_dropped{reason="buffer_full"}``)."""
+    max_alerts: int = Field(default=50, ge=1)
+    """Alerts listed in one notification; the rest are counted as truncated."""
+    generator_url: str | None = None
+    """Link sent with each alert (Alertmanager ``generatorURL``, webhook
+    ``externalURL``), e.g. your Kibana or OpenSearch Dashboards URL."""
+
+    @model_validator(mode="after")
+    def _check(self) -> NotifyConfig:
+        if self.url is None:
+            raise ValueError("a receiver needs url (or url_file)")
+        url = self.url.get_secret_value()
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("url: expected an http:// or https:// URL")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        if self.token is not None and self.username is not None:
+            raise ValueError("set token or username/password, not both")
+        for label in self.group_by:
+            if label != "..." and label not in NOTIFY_LABELS:
+                raise ValueError(
+                    f"group_by: {label}: not a label (one of {', '.join(NOTIFY_LABELS)}, or ...)"
+                )
+        return self
+
+
 class RuleSettings(Model):
     """Tuning of one rule (``collector.detections.rules.<rule id or title>``)."""
 
@@ -230,6 +330,17 @@ class DetectionsConfig(Model):
     max_groups: int = Field(default=10_000, ge=1)
     """Per correlation rule: groups (e.g. identities) kept at once; the least recently seen
     is evicted beyond (counted)."""
+    notify: list[NotifyConfig] = Field(default_factory=list)
+    """Receivers of alert notifications (webhook, Slack, Alertmanager); dry-run alerts are
+    never notified."""
+
+    @field_validator("notify")
+    @classmethod
+    def _unique_names(cls, value: list[NotifyConfig]) -> list[NotifyConfig]:
+        names = [r.name or f"{r.type}-{i}" for i, r in enumerate(value)]
+        if len(set(names)) != len(names):
+            raise ValueError("receiver names must be unique")
+        return value
 
 
 # --------------------------------------------------------------------------- agent

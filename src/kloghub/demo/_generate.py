@@ -272,6 +272,10 @@ def generate_second_half(node: DemoNode, seed: int = 8) -> None:
             ip="10.0.7.23",
         ),
     ]
+    # A long-running request (exec) is audited twice, as the API server does: when the
+    # response starts (the stream is open) and when it completes.
+    started = dict(story[0], stage="ResponseStarted")
+    story.insert(0, started)
     story[-1]["objectRef"] = {
         "resource": "clusterrolebindings",
         "name": "debug-admin",

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from kloghub import agent, collector, config, search
+from kloghub import agent, collector, config, detect, search
 from kloghub.demo import _generate
 
 __all__ = ["SEARCHES", "run_demo"]
@@ -180,6 +180,24 @@ async def _searches(sink_url: str, out: TextIO) -> int:
     return shown
 
 
+async def _alerts(sink_url: str, out: TextIO) -> int:
+    """Backtest the default pack over the demo's events; print what it raised."""
+    from kloghub.detect import _backtest
+
+    command = f"kloghub rules test --since 2h --store {sink_url}"
+    out.write(f"\n# What the default detections raise on it\n$ {command}\n")
+    backtest = detect.Backtest(detect.Detector.from_config(config.DetectionsConfig()))
+    plan = search.plan(search.Request(query="dataset:kubernetes.audit_logs", since="2h"))
+    backend = search.open_backend(sink_url)
+    try:
+        async for hit in search.stream(backend, plan.where, now_ns=time.time_ns()):
+            backtest.feed(hit.id, hit.doc, hit.time_ns)
+    finally:
+        await backend.close()
+    out.write(_backtest.render(backtest, backend.description))
+    return sum(s.alerts for s in backtest.summaries.values())
+
+
 def run_demo(
     sink_url: str | None = None,
     workdir: Path | None = None,
@@ -196,6 +214,7 @@ def run_demo(
     out.write(f"  wrote {node.lines} lines of pod and audit logs; level {level}, sink {sink_url}\n")
     found = asyncio.run(_pipeline(node, root / "state", sink_url, level, out=out, timeout=timeout))
     shown = asyncio.run(_searches(sink_url, out))
+    asyncio.run(_alerts(sink_url, out))
     out.write(
         f"\n{found} events are in {sink_url}. Try your own, e.g.:\n"
         f"  kloghub search 'ns:payments' --store {sink_url} --since 2h --format json\n"

@@ -1,8 +1,11 @@
 """Real-time detections: Sigma rules compiled to matchers over kloghub's ECS documents."""
 
 from kloghub.detect._alert import DATASET, alert_document
+from kloghub.detect._backtest import Backtest
 from kloghub.detect._compile import UnsupportedError, lookup, required
 from kloghub.detect._engine import Alert, Detector
+from kloghub.detect._export import Exported, export
+from kloghub.detect._notify import Notifier
 from kloghub.detect._pipeline import audit_field, pipeline
 from kloghub.detect._rules import (
     LEVELS,
@@ -21,10 +24,13 @@ __all__ = [
     "LEVELS",
     "Alert",
     "AlertHook",
+    "Backtest",
     "Correlation",
     "Detection",
     "Detector",
+    "Exported",
     "LoadError",
+    "Notifier",
     "RuleError",
     "Ruleset",
     "Stage",
@@ -32,6 +38,7 @@ __all__ = [
     "alert_document",
     "audit_field",
     "default_pack",
+    "export",
     "load",
     "lookup",
     "pipeline",

@@ -164,6 +164,11 @@ class Detector:
         self.audit_only = not self._other
         """Every rule reads audit documents only (then nothing else need be offered)."""
 
+    def setting(self, rule_id: str) -> tuple[bool, str, str, int]:
+        """``(enabled, mode, severity, exceptions)`` of a loaded rule, as configured."""
+        s = self._settings[rule_id]
+        return s.enabled, s.mode, s.severity, len(s.exceptions)
+
     @classmethod
     def from_config(
         cls, cfg: config.DetectionsConfig, *, where: str = "collector.detections"

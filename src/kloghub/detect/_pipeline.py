@@ -5,10 +5,13 @@ the audit event as the apiserver writes them (``verb``, ``objectRef.resource``,
 ``user.username``, ``responseStatus.code``, ``requestURI``, ``userAgent``,
 ``sourceIPs``...). kloghub keeps that event whole under ``kubernetes.audit`` (as Elastic's
 integration does) and adds the ECS view (``user.name``, ``source.ip``...). The pipeline
-rewrites every taxonomy name to its place under ``kubernetes.audit``; keys that the
-normalizer de-dots (``annotations``, ``user.extra``) are de-dotted the same way. The bare
+rewrites every taxonomy name to its place under ``kubernetes.audit``; the keys that the
+normalizer de-dots (``annotations``, as Elastic's pipeline does) are de-dotted the same way;
+``user.extra`` keys stay as written (``user.extra.authentication.kubernetes.io/pod-name``,
+the field Elastic's rules name; the matcher finds a key that holds dots). The bare
 names of pySigma's stock ``ecs_kubernetes`` pipeline (``resource``, ``subresource``,
-``namespace``) are mapped too. Any other field name is an ECS field and stays as written
+``namespace``, ``apiGroup``, ``username``, ``capabilities``, ``privileged``, ``hostPath``)
+are mapped too. Any other field name is an ECS field and stays as written
 (``user.name``, ``kubernetes.namespace``, ``container.image.name``).
 """
 
@@ -53,10 +56,16 @@ _BARE = {
     "namespace": "objectRef.namespace",
     "apiGroup": "objectRef.apiGroup",
     "name": "objectRef.name",
+    "username": "user.username",
+    "capabilities": "requestObject.spec.containers.securityContext.capabilities.add",
+    "privileged": "requestObject.spec.containers.securityContext.privileged",
+    "hostPath": "requestObject.spec.volumes.hostPath",
 }
-"""pySigma's stock ``ecs_kubernetes`` names."""
+"""The bare names of pySigma's stock ``ecs_kubernetes`` pipeline, which SigmaHQ's rules use
+(``hostPath``, ``capabilities``). ``privileged`` is read in the request (what was asked
+for: kloghub's audit policy records pod writes at ``Request``), not the response."""
 
-_DEDOTTED = ("annotations.", "user.extra.", "impersonatedUser.extra.")
+_DEDOTTED = ("annotations.",)
 """Prefixes whose remaining key is one de-dotted map key
 (``authorization.k8s.io/decision`` → ``authorization_k8s_io/decision``)."""
 

@@ -7,13 +7,16 @@ event in ``properties.log``, as text or as an object).
 
 Like Elastic's pipeline: the event goes under ``kubernetes.audit`` without its empty values
 and without ``requestObject.metadata`` / ``responseObject.metadata``; annotation keys are
-de-dotted; ``event.action`` is the verb, ``event.outcome`` comes from the
-``authorization.k8s.io/decision`` annotation, ``user.*``, ``user_agent.original``,
-``source.ip`` / ``client.ip`` (every source IP, as a list), ``related.*`` and
-``orchestrator.*`` are filled. kloghub adds ``event.category: [api]``, ``event.type`` (from
-the verb and the decision), ``user.effective.*`` for impersonation, an outcome from the
-response code when no decision was recorded, a one-line ``message``, and takes
-``@timestamp`` from ``stageTimestamp`` (the time of the stage this event reports).
+de-dotted (``authorization_k8s_io/decision``) and no other keys are: ``user.extra`` keeps
+``authentication.kubernetes.io/pod-name`` as the apiserver wrote it, which Elasticsearch and
+OpenSearch index at the path ``user.extra.authentication.kubernetes.io/pod-name``, the
+field Elastic's rules and their exceptions name. ``event.action`` is the verb,
+``event.outcome`` comes from the ``authorization.k8s.io/decision`` annotation, ``user.*``,
+``user_agent.original``, ``source.ip`` / ``client.ip`` (every source IP, as a list),
+``related.*`` and ``orchestrator.*`` are filled. kloghub adds ``event.category: [api]``,
+``event.type`` (from the verb and the decision), ``user.effective.*`` for impersonation, an
+outcome from the response code when no decision was recorded, a one-line ``message``, and
+takes ``@timestamp`` from ``stageTimestamp`` (the time of the stage this event reports).
 """
 
 from __future__ import annotations
@@ -214,10 +217,6 @@ def _native(event: dict[str, Any], dedot: bool) -> Audit:
     decision = annotations.get(_DECISION) if type(annotations) is dict else None
     if "annotations" in audit:
         audit["annotations"] = _dedot_keys(audit["annotations"], dedot)
-    for key in ("user", "impersonatedUser"):
-        who = audit.get(key)
-        if type(who) is dict and "extra" in who:
-            who["extra"] = _dedot_keys(who["extra"], dedot)
     status = audit.get("responseStatus")
     code = status.get("code") if type(status) is dict else None
     ref = audit.get("objectRef")

@@ -30,6 +30,11 @@ __all__ = [
     "KERNEL_FALLBACKS",
     "LAG_BYTES",
     "LINES_READ",
+    "NOTIFICATIONS_DROPPED",
+    "NOTIFICATIONS_FAILED",
+    "NOTIFICATIONS_PENDING",
+    "NOTIFICATIONS_RETRIED",
+    "NOTIFICATIONS_SENT",
     "PARSE_ERRORS",
     "POD_CACHE_SIZE",
     "POLICY_VIOLATIONS",
@@ -41,6 +46,7 @@ __all__ = [
     "REDACTIONS",
     "REGISTRY",
     "REQUEST_SECONDS",
+    "ROLLOVER_COPIES",
     "ROTATIONS",
     "TAIL_PAUSED_SECONDS",
     "TRUNCATED_LINES",
@@ -113,6 +119,12 @@ FORWARD_REFUSED = Counter(
     "Forward connections or requests refused or closed by a listener limit, by reason.",
     ["reason"],
 )
+ROLLOVER_COPIES = Counter(
+    "kloghub_sink_rollover_copies_removed",
+    "Resent documents that landed in a newer backing index than their first copy and were "
+    "removed from it (deduplication across a data stream rollover).",
+    ["output"],
+)
 FORWARD_DUPLICATE_CHUNKS = Counter(
     "kloghub_forward_duplicate_chunks",
     "Resent Forward chunks acknowledged again without being stored twice.",
@@ -146,4 +158,29 @@ DETECTION_ERRORS = Counter(
 ALERT_HOOK_ERRORS = Counter(
     "kloghub_alert_hook_errors",
     "Alert callbacks (notifications) that raised when handed an alert.",
+)
+NOTIFICATIONS_SENT = Counter(
+    "kloghub_notifications_sent",
+    "Alert notifications (requests) a receiver accepted, by receiver.",
+    ["receiver"],
+)
+NOTIFICATIONS_FAILED = Counter(
+    "kloghub_notifications_failed",
+    "Alert notifications given up (permanent answer or retry.max_attempts), by receiver.",
+    ["receiver"],
+)
+NOTIFICATIONS_RETRIED = Counter(
+    "kloghub_notifications_retried",
+    "Alert notification attempts made again after a failure, by receiver.",
+    ["receiver"],
+)
+NOTIFICATIONS_DROPPED = Counter(
+    "kloghub_notifications_dropped",
+    "Alerts not notified to a receiver, by receiver and reason (queue_full).",
+    ["receiver", "reason"],
+)
+NOTIFICATIONS_PENDING = Gauge(
+    "kloghub_notifications_pending",
+    "Alerts a receiver holds (waiting in groups, in flight, or remembered until resolved).",
+    ["receiver"],
 )

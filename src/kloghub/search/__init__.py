@@ -48,7 +48,7 @@ from kloghub.search._query import (
     Wildcard,
     parse,
 )
-from kloghub.search._run import Plan, Request, fetch, plan, run
+from kloghub.search._run import Plan, Request, fetch, plan, run, stream
 from kloghub.search._sql import translate as to_sql
 from kloghub.search._times import Instant, format_ns, parse_instant
 
@@ -87,6 +87,7 @@ __all__ = [
     "plan",
     "request_body",
     "run",
+    "stream",
     "summary",
     "to_dsl",
     "to_sql",

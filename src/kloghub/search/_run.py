@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TextIO
 
@@ -30,7 +30,7 @@ from kloghub.search import _query, _times
 from kloghub.search._backends import Backend, Hit
 from kloghub.search._format import Formatter
 
-__all__ = ["Plan", "Request", "fetch", "plan", "run"]
+__all__ = ["Plan", "Request", "fetch", "plan", "run", "stream"]
 
 _PAGE = 1000
 _FOLLOW_MAX_PER_POLL = 10_000
@@ -206,6 +206,21 @@ async def fetch(
         if len(page) < size:
             break
     return hits
+
+
+async def stream(
+    backend: Backend, where: _query.Node, *, now_ns: int, page: int = _PAGE
+) -> AsyncIterator[Hit]:
+    """Every match, oldest first, page by page (memory: one page), e.g. for a backtest."""
+    tail: list[Hit] = []
+    while True:
+        hits = await backend.page(where, now_ns=now_ns, newest_first=False, size=page, after=tail)
+        for hit in hits:
+            yield hit
+        if len(hits) < page:
+            return
+        last = hits[-1].time_ns
+        tail = [h for h in tail if h.time_ns == last] + [h for h in hits if h.time_ns == last]
 
 
 async def run(

@@ -8,27 +8,44 @@ Per item: 2xx and 409 → delivered; 429 and 5xx → sent again alone; any other
 (mapping conflicts, invalid data stream names) → dead-letter queue with the server's reason.
 Per request: 429, 408 and 5xx → retried (``Retry-After`` honoured); 400 and 413 → split to
 find the item that spoils it; 401, 403 and other statuses → fatal (paused, ``/readyz``).
+
+A ``_id`` is unique only inside one backing index: a resend that lands after a rollover
+would be a second document. So after each bulk answer, the documents that landed (201, or
+409) in a backing index created *after* their own ``@timestamp`` (less
+:data:`ROLLOVER_SKEW_S`) — only those can have a first copy in an older index — are looked
+up by id (``_mget``, real time) in the older backing indices that were the write index at
+or after that time; a copy found there means the one just written is a resend, and it is
+deleted from the newer index before the events are settled (see DESIGN.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
 from kloghub import config, core, normalize
+from kloghub.runtime import metrics
 from kloghub.sinks import _dlq, _net, _sink
 
 __all__ = ["FILTER_PATH", "BulkSink", "encode", "error_text", "outcome", "request_error"]
 
 DEFAULT_PORT = 9200
 
-FILTER_PATH = "errors,items.*.status,items.*.error"
-"""Only what classification needs comes back (not every item's index, id and shards)."""
+FILTER_PATH = "errors,items.*.status,items.*.error,items.*._index"
+"""Only what classification and the rollover check need comes back (not every item's id
+and shards)."""
 
+ROLLOVER_SKEW_S = 60.0
+"""Clock skew allowed between a line's timestamp (the node) and a backing index's creation
+time (the cluster) when deciding whether a document may have a copy in an older index."""
+
+_STREAMS_MAX = 1024
 _DOC_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
 
 
@@ -118,6 +135,47 @@ def _status(exc: Exception) -> int | None:
     return status if isinstance(status, int) else None
 
 
+class _Generations:
+    """A data stream's backing indices and their creation times (seconds), oldest first."""
+
+    __slots__ = ("created", "names")
+
+    def __init__(self, created: dict[str, float]) -> None:
+        self.names = sorted(created, key=lambda name: (created[name], name))
+        self.created = created
+
+    def older_holders(self, landed: str, time_s: float) -> list[str]:
+        """The indices older than ``landed`` that were the write index at ``time_s`` or
+        later (the only ones that can hold a first copy of a document of that time)."""
+        created = self.created.get(landed)
+        if created is None or time_s >= created + ROLLOVER_SKEW_S:
+            return []
+        found = []
+        for k, name in enumerate(self.names):
+            if self.created[name] >= created or name == landed:
+                break
+            ended = self.created[self.names[k + 1]]
+            if ended > time_s - ROLLOVER_SKEW_S:
+                found.append(name)
+        return found
+
+
+def _landed(body: Any, count: int) -> list[tuple[int, str]]:
+    """``(item, backing index)`` of every item the answer says is in the stream now."""
+    entries = body.get("items") if isinstance(body, Mapping) else None
+    if not isinstance(entries, list) or len(entries) != count:
+        return []
+    found = []
+    for i, entry in enumerate(entries):
+        result: Any = next(iter(entry.values()), {}) if isinstance(entry, Mapping) else {}
+        if not isinstance(result, Mapping):
+            continue
+        status, index = result.get("status"), result.get("_index")
+        if status in (200, 201, 409) and isinstance(index, str):
+            found.append((i, index))
+    return found
+
+
 class _Client(Protocol):
     async def close(self) -> Any: ...
 
@@ -146,6 +204,8 @@ class BulkSink(_sink.Sink, Generic[ClientT]):
         super().__init__(cfg, dead_letters, supervisor=supervisor, request_timeout=request_timeout)
         self._url = _net.http_url(cfg.url, DEFAULT_PORT)
         self._client: ClientT | None = None
+        self._generations: dict[str, _Generations] = {}
+        self._rollover_copies = metrics.ROLLOVER_COPIES.labels(self.kind)
 
     def encode(self, event: core.Event) -> bytes:
         return encode(event)
@@ -225,6 +285,103 @@ class BulkSink(_sink.Sink, Generic[ClientT]):
 
     async def _put(self, path: str, body: dict[str, Any]) -> None:
         raise NotImplementedError
+
+    async def _call(self, method: str, path: str, body: Any = None) -> Any:
+        """One JSON request; raises the client's error (``_status(exc)`` reads it)."""
+        raise NotImplementedError
+
+    async def absorb_rollover_copies(self, items: Sequence[_sink.Item], body: Any) -> None:
+        """Remove the documents of this bulk answer that are resends across a rollover
+        (see the module doc). Raises ``RetryableError`` when it cannot tell: the request
+        is then sent again (409s), and checked again."""
+        try:
+            await self._absorb(items, _landed(body, len(items)))
+        except core.RetryableError:
+            raise
+        except Exception as exc:
+            raise core.RetryableError(
+                f"cannot check for copies in older backing indices: {_sink.describe_error(exc)}"
+            ) from exc
+
+    async def _absorb(self, items: Sequence[_sink.Item], landed: list[tuple[int, str]]) -> None:
+        lookups = await self._lookups(items, landed)
+        if not lookups:
+            return
+        answer = await self._call(
+            "POST",
+            "/_mget",
+            {"docs": [{"_index": o, "_id": d, "_source": False} for o, d, _ in lookups]},
+        )
+        docs = answer.get("docs") if isinstance(answer, Mapping) else None
+        if not isinstance(docs, list) or len(docs) != len(lookups):
+            raise core.RetryableError("the _mget answer does not list every document")
+        copies: set[tuple[str, str]] = set()
+        for (older, doc_id, index), found in zip(lookups, docs, strict=True):
+            if not isinstance(found, Mapping):
+                raise core.RetryableError("the _mget answer is not a list of documents")
+            if found.get("found") is True:
+                copies.add((index, doc_id))
+            elif found.get("error") is not None:
+                # An older index gone (retention) holds nothing any more; anything else
+                # is a reason to ask again.
+                if "index_not_found" not in str(found["error"]):
+                    raise core.RetryableError(f"_mget in {older}: {error_text(found['error'])}")
+                self._generations.clear()
+        if copies:
+            await self._remove(sorted(copies))
+
+    async def _lookups(
+        self, items: Sequence[_sink.Item], landed: list[tuple[int, str]]
+    ) -> list[tuple[str, str, str]]:
+        """``(older index, id, landed index)`` for every document that may have a first
+        copy in an older backing index."""
+        lookups: list[tuple[str, str, str]] = []
+        for i, index in landed:
+            event = items[i].event
+            doc_id = event.record.get("id") if isinstance(event.record, dict) else None
+            if doc_id is None:
+                continue
+            generations = await self._generations_of(event.tag, index)
+            if generations is not None:
+                lookups.extend(
+                    (older, str(doc_id), index)
+                    for older in generations.older_holders(index, event.time_ns / 1e9)
+                )
+        return lookups
+
+    async def _remove(self, copies: list[tuple[str, str]]) -> None:
+        for index, doc_id in copies:
+            try:
+                await self._call("DELETE", f"/{index}/_doc/{urllib.parse.quote(doc_id, safe='')}")
+            except Exception as exc:
+                if _status(exc) != 404:
+                    raise
+        self._rollover_copies.inc(len(copies))
+        _log.info(
+            "resent documents crossed a rollover; their copies in the newer backing "
+            "index were removed",
+            extra={"sink": self.name, "documents": len(copies)},
+        )
+
+    async def _generations_of(self, stream: str, landed: str) -> _Generations | None:
+        """The backing indices of ``stream``, read again when ``landed`` is not among them
+        (a rollover since). ``None``: ``landed`` is not a backing index of it."""
+        known = self._generations.get(stream)
+        if known is not None and landed in known.created:
+            return known
+        answer = await self._call(
+            "GET", f"/{urllib.parse.quote(stream, safe='')}/_settings/index.creation_date"
+        )
+        created: dict[str, float] = {}
+        if isinstance(answer, Mapping):
+            for name, entry in answer.items():
+                with contextlib.suppress(KeyError, TypeError, ValueError):
+                    created[name] = int(entry["settings"]["index"]["creation_date"]) / 1000.0
+        generations = _Generations(created)
+        if len(self._generations) >= _STREAMS_MAX:
+            self._generations.clear()
+        self._generations[stream] = generations
+        return generations if landed in created else None
 
     def _client_options(self) -> dict[str, Any]:
         """Options both official clients take: gzip, no retries of their own, TLS."""

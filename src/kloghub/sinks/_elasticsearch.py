@@ -53,6 +53,7 @@ class ElasticsearchSink(_bulk.BulkSink["AsyncElasticsearch"]):
         except elastic_transport.TransportError as exc:
             raise core.RetryableError(_sink.describe_error(exc)) from exc
         retry_after = _sink.parse_retry_after(response.meta.headers.get("retry-after"))
+        await self.absorb_rollover_copies(items, response.body)
         return _bulk.outcome(response.body, len(items), retry_after)
 
     async def _open(self) -> None:
@@ -75,6 +76,14 @@ class ElasticsearchSink(_bulk.BulkSink["AsyncElasticsearch"]):
             body=body,
             headers={"content-type": "application/json", "accept": "application/json"},
         )
+
+    async def _call(self, method: str, path: str, body: Any = None) -> Any:
+        assert self._client is not None
+        headers = {"accept": "application/json"}
+        if body is not None:
+            headers["content-type"] = "application/json"
+        response = await self._client.perform_request(method, path, body=body, headers=headers)
+        return response.body
 
     async def _check(self) -> None:
         import elasticsearch

@@ -46,6 +46,7 @@ class OpenSearchSink(_bulk.BulkSink["AsyncOpenSearch"]):
             raise _bulk.request_error(status, _bulk.error_text(exc.info), None) from exc
         except exceptions.SerializationError as exc:
             raise core.RetryableError(_sink.describe_error(exc)) from exc
+        await self.absorb_rollover_copies(items, answer)
         return _bulk.outcome(answer, len(items))
 
     async def _open(self) -> None:
@@ -61,6 +62,10 @@ class OpenSearchSink(_bulk.BulkSink["AsyncOpenSearch"]):
     async def _put(self, path: str, body: dict[str, Any]) -> None:
         assert self._client is not None
         await self._client.transport.perform_request("PUT", f"/{path}", body=body)
+
+    async def _call(self, method: str, path: str, body: Any = None) -> Any:
+        assert self._client is not None
+        return await self._client.transport.perform_request(method, path, body=body)
 
     async def _check(self) -> None:
         from opensearchpy import exceptions

@@ -99,6 +99,7 @@ class Tailer(core.Service):
             "deleted_unread_bytes": 0,
             "unseen_rotated": 0,
             "unseen_too_old": 0,
+            "resumed_at_start": 0,
             "state_retries": 0,
         }
         self._horizon: float | None = None
@@ -538,7 +539,7 @@ class Tailer(core.Service):
             if spec is not None:
                 paths.setdefault(cp.path, spec)
         for path, spec in sorted(paths.items()):
-            self._read_unseen_siblings(spec, path, self._horizon)
+            self._read_unseen_siblings(spec, path, self._horizon, resume_known=True)
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -633,9 +634,15 @@ class Tailer(core.Service):
                 tf.close()
                 self._forget(tf)
 
-    def _read_unseen_siblings(self, spec: FileSpec, path: str, horizon: float) -> None:
+    def _read_unseen_siblings(
+        self, spec: FileSpec, path: str, horizon: float, *, resume_known: bool = False
+    ) -> None:
         """Read the rotated names of ``path`` (``<path>.*``, plain or gzip) that no row
-        knows — by inode, or by fingerprint for a gzip — as new files, oldest first."""
+        knows — by inode, or by fingerprint for a gzip — as new files, oldest first.
+
+        ``resume_known`` (the first scan of a start): a plain rotated file whose row is not
+        done and that nothing tails was renamed between :meth:`_resume_rotated` and this
+        scan (the kubelet does not wait for us): it is read on from its row's offset."""
         assert self._store is not None
         rows = self._store.near(path)
         by_key = {(cp.dev, cp.ino): cp for cp in rows}
@@ -664,6 +671,15 @@ class Tailer(core.Service):
                 metrics.DROPPED.labels("rotated_unreadable").inc()
                 continue
             cp = by_key.get((st.st_dev, st.st_ino))
+            if (
+                resume_known
+                and cp is not None
+                and not cp.done
+                and not compressed
+                and self._adoptable(cp, head, st.st_size)
+            ):
+                self._resume_at_start(spec, sibling, handle, cp)
+                continue
             known = (
                 not head
                 or (not compressed and cp is not None and self._adoptable(cp, head, st.st_size))
@@ -689,6 +705,17 @@ class Tailer(core.Service):
             tf.detached = True
             tf.detached_at = time.monotonic()
             prints.append(head)
+
+    def _resume_at_start(self, spec: FileSpec, sibling: str, handle: Any, cp: Checkpoint) -> None:
+        handle.seek(cp.offset)
+        self.stats["resumed_at_start"] += 1
+        _log.info(
+            "continuing a file rotated while the agent started",
+            extra={"path": sibling, "offset": cp.offset},
+        )
+        tf = self._track(spec, sibling, handle, cp, compressed=False)
+        tf.detached = True
+        tf.detached_at = time.monotonic()
 
     def _discoverable(self, path: str) -> FileSpec | None:
         """The spec whose globs match ``path`` (discovery finds it), else ``None``."""

@@ -60,6 +60,7 @@ __all__ = [
     "DEFAULT_PORT",
     "EVENT_TIME_EXT",
     "KEEPALIVE",
+    "SLICE_BYTES",
     "EventTime",
     "FrameTooLargeError",
     "Helo",
@@ -106,6 +107,8 @@ can make the decoder reserve."""
 _MAX_EXT = 1024
 _INITIAL_BUFFER = 64 * 1024
 """A connection's decoder buffer to begin with; frames at least this large shrink it after."""
+SLICE_BYTES = 256 * 1024
+"""Entries decoded into objects at a time (a few MB of objects), see :meth:`Request.slices`."""
 
 
 class ProtocolError(core.KloghubError):
@@ -500,25 +503,56 @@ class StreamDecoder:
 
 
 class Request:
-    """One decoded event request: its events and the options the server acts on."""
+    """One decoded event request: its events and the options the server acts on.
 
-    __slots__ = ("chunk", "events", "mode", "size_option", "tag")
+    The entries of a (Compressed)PackedForward request stay bytes until :meth:`slices`
+    decodes them, a slice at a time, so that a frame of many records never exists as
+    objects all at once; when there is more than one slice, their msgpack structure is
+    checked whole first (skipping, about an eighth of the cost of decoding), so broken
+    msgpack anywhere refuses the request before any slice. Message and Forward requests
+    arrive decoded (one slice).
+    """
+
+    __slots__ = ("_decoded", "_packed", "chunk", "mode", "size_option", "tag")
 
     def __init__(
         self,
         tag: str,
-        events: list[core.Event],
+        events: list[core.Event] | None,
         chunk: str | bytes | None,
         mode: str,
         size_option: int | None,
+        *,
+        packed: bytes | None = None,
     ) -> None:
         self.tag = tag
-        self.events = events
+        self._decoded = events
+        self._packed = packed
         self.chunk = chunk
         """The ``chunk`` option, exactly as received (``str`` or ``bytes``), or None."""
         self.mode = mode
         """``message``, ``forward``, ``packed_forward`` or ``compressed_packed_forward``."""
         self.size_option = size_option
+
+    def slices(self, max_bytes: int = SLICE_BYTES) -> Iterator[list[core.Event]]:
+        """The events in order, in lists decoded from about ``max_bytes`` of entries each.
+        Raises :class:`ProtocolError` at the first entry that is not ``[time, map]``: the
+        slices before it were valid."""
+        if self._packed is None:
+            if self._decoded:
+                yield self._decoded
+            return
+        if len(self._packed) > max_bytes:
+            _check_entries(self._packed)  # before the first slice leaves
+        yield from _packed_slices(self.tag, self._packed, max_bytes)
+
+    @property
+    def events(self) -> list[core.Event]:
+        """Every event, decoded at once (kept after the first call)."""
+        if self._decoded is None:
+            self._decoded = [event for part in self.slices() for event in part]
+            self._packed = None
+        return self._decoded
 
 
 def _clean_text(value: str) -> str:
@@ -575,20 +609,54 @@ def _entries_unpacker(data: bytes) -> Any:
     return unpacker
 
 
-def _packed_events(tag: str, data: bytes) -> list[core.Event]:
-    """The events of a MessagePackEventStream (the hot path of the collector)."""
-    events: list[core.Event] = []
+def _check_entries(data: bytes) -> None:
+    """Refuse entries that are not a whole msgpack stream, before any of them is decoded
+    into objects (skipping builds nothing)."""
     if not data:
-        return events
+        return
+    unpacker = _entries_unpacker(data)
+    skip = unpacker.skip
+    try:
+        while unpacker.tell() < len(data):
+            skip()
+    except msgpack.OutOfData:
+        raise ProtocolError("packed entries end with an incomplete entry") from None
+    except (ValueError, TypeError, MemoryError, msgpack.UnpackException) as exc:
+        raise ProtocolError(f"invalid msgpack in packed entries: {exc}") from None
+
+
+def _packed_slices(tag: str, data: bytes, max_bytes: int) -> Iterator[list[core.Event]]:
+    """The events of a MessagePackEventStream, ``max_bytes`` of it at a time (the hot path
+    of the collector)."""
+    if not data:
+        return
+    unpacker = _entries_unpacker(data)
+    start = 0
+    while start < len(data):
+        events, end = _decode_slice(tag, unpacker, start, max_bytes, len(data))
+        if not events:
+            return
+        size = (end - start) // len(events)
+        for item in events:
+            item.size = size
+        yield events
+        start = end
+
+
+def _decode_slice(
+    tag: str, unpacker: Any, start: int, max_bytes: int, total: int
+) -> tuple[list[core.Event], int]:
+    """Events from ``start`` until at least ``max_bytes`` are decoded or the entries end,
+    and the offset after the last of them."""
+    events: list[core.Event] = []
     append = events.append
     event = core.Event
-    unpacker = _entries_unpacker(data)
     tell = unpacker.tell
-    end = 0
+    end = start
     # Decoding creates tens of container objects per record, each of which counts towards
     # the cyclic GC's thresholds; with batches in flight, the collections that would run
     # in the middle of one request halve the throughput (bench/forward_bench.py). The GC
-    # is paused while one request is decoded (nothing here can form a cycle) and resumed.
+    # is paused while one slice is decoded (nothing here can form a cycle) and resumed.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -600,18 +668,16 @@ def _packed_events(tag: str, data: bytes) -> list[core.Event]:
             if type(record) is not dict:
                 raise ProtocolError("a packed entry's record is not a map")
             append(event(tag, int(when) if type(when) is EventTime else time_ns_of(when), record))
+            if end - start >= max_bytes:
+                return events, end
     except (ValueError, TypeError, MemoryError, msgpack.UnpackException) as exc:
         raise ProtocolError(f"invalid msgpack in packed entries: {exc}") from None
     finally:
         if gc_was_enabled:
             gc.enable()
-    if end != len(data):
+    if end != total:
         raise ProtocolError("packed entries end with an incomplete entry")
-    if events:
-        size = len(data) // len(events)
-        for item in events:
-            item.size = size
-    return events
+    return events, end
 
 
 def _option_of(request: list[Any], index: int) -> dict[str, Any]:
@@ -646,14 +712,16 @@ def decode_request(value: Any, frame_bytes: int, max_entries_bytes: int) -> Requ
         if len(value) > 3:
             raise ProtocolError("a (Packed)Forward request has more than three elements")
         option = _option_of(value, 2)
+        packed = None
         if kind is list:
             mode = "forward"
             events = _forward_events(tag, value[1], frame_bytes)
         else:
-            mode, events = _packed_request(tag, value[1], option, max_entries_bytes)
+            events = None
+            mode, packed = _packed_request(value[1], option, max_entries_bytes)
     else:
         option = _option_of(value, 3)
-        mode = "message"
+        mode, packed = "message", None
         events = [_message_event(tag, value, frame_bytes)]
     signal = option.get("fluent_signal", 0)
     if signal != 0:
@@ -662,7 +730,7 @@ def decode_request(value: Any, frame_bytes: int, max_entries_bytes: int) -> Requ
     if chunk is not None and not isinstance(chunk, str | bytes):
         raise ProtocolError("the chunk option is not a string")
     size = option.get("size")
-    return Request(tag, events, chunk, mode, size if type(size) is int else None)
+    return Request(tag, events, chunk, mode, size if type(size) is int else None, packed=packed)
 
 
 def _message_event(tag: str, value: list[Any], frame_bytes: int) -> core.Event:
@@ -675,15 +743,17 @@ def _message_event(tag: str, value: list[Any], frame_bytes: int) -> core.Event:
 
 
 def _packed_request(
-    tag: str, entries: bytes | str, option: dict[str, Any], max_entries_bytes: int
-) -> tuple[str, list[core.Event]]:
+    entries: bytes | str, option: dict[str, Any], max_entries_bytes: int
+) -> tuple[str, bytes]:
     data = entries if isinstance(entries, bytes) else entries.encode("utf-8", "surrogateescape")
     compressed = option.get("compressed")
     if compressed == "gzip":
-        return "compressed_packed_forward", _packed_events(tag, gunzip(data, max_entries_bytes))
-    if compressed == "zstd":
+        data, mode = gunzip(data, max_entries_bytes), "compressed_packed_forward"
+    elif compressed == "zstd":
         raise ProtocolError("zstd compression is not supported; use gzip")
-    return "packed_forward", _packed_events(tag, data)
+    else:
+        mode = "packed_forward"
+    return mode, data
 
 
 def _forward_events(tag: str, entries: list[Any], frame_bytes: int) -> list[core.Event]:

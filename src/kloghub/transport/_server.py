@@ -1,10 +1,13 @@
 """The collector's Forward protocol listener.
 
 Each connection is read by one task: bytes go through a :class:`_protocol.StreamDecoder`,
-every complete request is decoded into events and handed to ``deliver`` (the collector's
-disk queue); ``{"ack": chunk}`` goes back only after ``deliver`` returned, i.e. once the
-events are durable. A ``deliver`` that raises means "not stored": no ack, and the
-connection is closed so that the client resends.
+every complete request is checked whole, then decoded into events a slice at a time
+(``_protocol.SLICE_BYTES`` of entries) and each slice handed to ``deliver`` (the collector's
+disk queue); ``{"ack": chunk}`` goes back only after ``deliver`` returned for every slice,
+i.e. once all the request's events are durable. A request whose entry turns out not to be
+``[time, map]`` part-way is refused unacknowledged after its first slices were stored; the
+client's resend is harmless, as document ids are deterministic. A ``deliver`` that raises
+means "not stored": no ack, and the connection is closed so that the client resends.
 
 Who the peer is (``transport._auth``) is settled before the first request: TLS (a client
 certificate names the node), then the handshake (shared key, users), then the policy for
@@ -592,11 +595,17 @@ class _Connection:
                 await self._write(_protocol.encode_ack(chunk))
                 return
             done = dedup.begin(chunk)
+        count = 0
         try:
-            if request.events:
-                await self.server._deliver(core.Batch(request.events, self.origin))
+            for events in request.slices():
+                count += len(events)
+                await self.server._deliver(core.Batch(events, self.origin))
         except asyncio.CancelledError:
             raise
+        except _protocol.ProtocolError as exc:
+            raise _RefuseError(
+                exc.reason, f"{exc} (after {count} records of the request); not acknowledged"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - whatever the queue raises means "not stored"
             raise _RefuseError(
                 "deliver_failed",
@@ -609,7 +618,6 @@ class _Connection:
         finally:
             if chunk is not None and done is not None:
                 dedup.end(chunk, done)
-        count = len(request.events)
         self.records += count
         metrics.RECORDS_RECEIVED.labels("forward").inc(count)
         if chunk is not None:
