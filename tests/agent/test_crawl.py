@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 
 import orjson
 
+from tests import _notify as servers
 from tests._procs import Daemon
 from tests._world import World
 from tests.detect import _events as ev
@@ -123,3 +125,43 @@ def test_crawl_agent_runs_the_detections_on_the_nodes_audit_log_into_its_store(w
     assert {a["kloghub"]["alert"]["mode"] for a in alerts} == {"alert"}
     execs = search('rule.name:"Exec or attach into a pod"', *args).stdout.splitlines()
     assert len(execs) == 2
+
+
+async def test_crawl_agent_notifies_its_alerts_to_a_receiver(world: World):
+    """If this failed, agent.detections.notify would be accepted and never read: level
+    crawl's alerts would reach nobody in real time."""
+    hook = servers.WebhookServer()
+    await hook.start()
+    audit = world.root / "audit.log"
+    shutil.copy(ev.FIXTURE, audit)
+    agent = Daemon(
+        "agent",
+        config={
+            "level": "crawl",
+            "agent": {
+                "state_dir": str(world.state),
+                "metrics_addr": "127.0.0.1:0",
+                "sources": {
+                    "containers": {"paths": [str(world.pods / "*/*/*.log")]},
+                    "audit": {"enabled": True, "path": str(audit)},
+                    "poll_interval": "50ms",
+                },
+                "outputs": [{"url": f"store:{world.root / 'node-store.db'}"}],
+                "detections": {
+                    "enabled": True,
+                    "notify": [{"type": "webhook", "url": hook.url, "group_wait": "100ms"}],
+                },
+            },
+        },
+        workdir=world.root,
+    ).start()
+    try:
+        async with asyncio.timeout(60):
+            while sum(len(b["alerts"]) for b in hook.accepted) < 5:
+                await asyncio.sleep(0.2)
+    finally:
+        assert agent.stop() == 0
+        await hook.stop()
+    notified = [a for b in hook.accepted for a in b["alerts"]]
+    assert len({a["labels"]["rule_id"] for a in notified}) == 4  # the story's four rules
+    assert all(a["document"]["event"]["kind"] == "alert" for a in notified)
