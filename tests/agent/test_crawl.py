@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -85,13 +87,11 @@ def test_crawl_agent_keeps_lines_in_the_node_store_for_search(world: World):
     assert doc["stream"] == "stderr"
 
 
-def test_crawl_agent_runs_the_detections_on_the_nodes_audit_log_into_its_store(world: World):
-    """If this failed, level crawl could not give the default detections' alerts on a
-    control-plane node without a collector."""
-    store = world.root / "node-store.db"
+def _audit_agent(world: World, store: Path, detections: dict[str, Any]) -> Daemon:
+    """A crawl agent tailing a copy of the fixture's audit log into ``store``."""
     audit = world.root / "audit.log"
     shutil.copy(ev.FIXTURE, audit)
-    agent = Daemon(
+    return Daemon(
         "agent",
         config={
             "level": "crawl",
@@ -104,11 +104,18 @@ def test_crawl_agent_runs_the_detections_on_the_nodes_audit_log_into_its_store(w
                     "poll_interval": "50ms",
                 },
                 "outputs": [{"url": f"store:{store}"}],
-                "detections": {"enabled": True},
+                "detections": detections,
             },
         },
         workdir=world.root,
     ).start()
+
+
+def test_crawl_agent_runs_the_detections_on_the_nodes_audit_log_into_its_store(world: World):
+    """If this failed, level crawl could not give the default detections' alerts on a
+    control-plane node without a collector."""
+    store = world.root / "node-store.db"
+    agent = _audit_agent(world, store, {"enabled": True})
     args = ("--store", f"store:{store}", "--since", "1000d", "--format", "ndjson")
     try:
         deadline = time.monotonic() + 60
@@ -132,29 +139,10 @@ async def test_crawl_agent_notifies_its_alerts_to_a_receiver(world: World):
     crawl's alerts would reach nobody in real time."""
     hook = servers.WebhookServer()
     await hook.start()
-    audit = world.root / "audit.log"
-    shutil.copy(ev.FIXTURE, audit)
-    agent = Daemon(
-        "agent",
-        config={
-            "level": "crawl",
-            "agent": {
-                "state_dir": str(world.state),
-                "metrics_addr": "127.0.0.1:0",
-                "sources": {
-                    "containers": {"paths": [str(world.pods / "*/*/*.log")]},
-                    "audit": {"enabled": True, "path": str(audit)},
-                    "poll_interval": "50ms",
-                },
-                "outputs": [{"url": f"store:{world.root / 'node-store.db'}"}],
-                "detections": {
-                    "enabled": True,
-                    "notify": [{"type": "webhook", "url": hook.url, "group_wait": "100ms"}],
-                },
-            },
-        },
-        workdir=world.root,
-    ).start()
+    receiver = {"type": "webhook", "url": hook.url, "group_wait": "100ms"}
+    agent = _audit_agent(
+        world, world.root / "node-store.db", {"enabled": True, "notify": [receiver]}
+    )
     try:
         async with asyncio.timeout(60):
             while sum(len(b["alerts"]) for b in hook.accepted) < 5:
