@@ -209,6 +209,10 @@ def collector_config(args: argparse.Namespace, state: Path, port: int, mport: in
         f"  state_dir: {state / 'state'}",
         f"  metrics_addr: 127.0.0.1:{mport}",
         "  log_level: warning",
+        # Level run refuses peers that prove nothing; the bench's sender is one such peer.
+        "  listener:",
+        "    unauthenticated: allow",
+        f"    max_connections_per_peer: {max(16, args.connections)}",
     ]
     if args.in_flight_bytes:
         lines.append(f"  max_in_flight_bytes: {args.in_flight_bytes}")
