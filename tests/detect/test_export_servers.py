@@ -52,14 +52,48 @@ def _reads_the_body(query: Any) -> bool:
     return "requestObject" in text or "responseObject" in text
 
 
-async def _indexed(target: str, put: Any, bulk: Any) -> tuple[str, dict[str, dict[str, Any]]]:
+class _Cluster:
+    """The three calls the tests make, on either product's official async client."""
+
+    def __init__(self, product: str, client: Any) -> None:
+        self.product = product
+        self.client = client
+
+    async def put(self, path: str, body: Any) -> None:
+        if self.product == "elasticsearch":
+            headers = {"content-type": "application/json", "accept": "application/json"}
+            await self.client.perform_request("PUT", "/" + path, headers=headers, body=body)
+        else:
+            await self.client.transport.perform_request("PUT", "/" + path, body=body)
+
+    async def bulk(self, stream: str, docs: dict[str, dict[str, Any]]) -> None:
+        ops: list[Any] = []
+        for doc_id, doc in docs.items():
+            ops += [{"create": {"_index": stream, "_id": doc_id}}, doc]
+        if self.product == "elasticsearch":
+            answer = await self.client.bulk(operations=ops, refresh="true")
+        else:
+            answer = await self.client.bulk(body=ops, params={"refresh": "true"})
+        assert not answer["errors"], [i for i in answer["items"] if i["create"].get("error")][:2]
+
+    async def search(self, stream: str, query: dict[str, Any]) -> set[str]:
+        body = {"query": query, "size": 1000, "_source": False}
+        if self.product == "elasticsearch":
+            answer = await self.client.search(index=stream, **body)
+        else:
+            answer = await self.client.search(index=stream, body=body)
+        return {hit["_id"] for hit in answer["hits"]["hits"]}
+
+
+async def _indexed(cluster: _Cluster) -> tuple[str, dict[str, dict[str, Any]]]:
     """(data stream, documents): the test documents indexed through kloghub's templates."""
-    for path, body in normalize.templates(target, 7, lifecycle=False).items():  # type: ignore[arg-type]
-        await put(path, body)
+    kind = cluster.product
+    for path, body in normalize.templates(kind, 7, lifecycle=False).items():  # type: ignore[arg-type]
+        await cluster.put(path, body)
     namespace = "t" + uuid.uuid4().hex[:12]
     docs = _documents(namespace)
     stream = f"logs-kubernetes.audit_logs-{namespace}"
-    await bulk(stream, docs)
+    await cluster.bulk(stream, docs)
     return stream, docs
 
 
@@ -87,13 +121,13 @@ def _fired(docs: dict[str, dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
-async def _agree(target: str, search: Any, put: Any, bulk: Any) -> None:
-    stream, docs = await _indexed(target, put, bulk)
+async def _agree(cluster: _Cluster) -> None:
+    stream, docs = await _indexed(cluster)
     expected = _expected(docs)
-    exported = detect.export([detect.default_pack()], target, "dsl")
+    exported = detect.export([detect.default_pack()], cluster.product, "dsl")
     reads_body = 0
     for rule, query in exported.queries:
-        found = await search(stream, query["query"])
+        found = await cluster.search(stream, query["query"])
         assert found == expected[rule.id], (rule.title, query)
         reads_body += _reads_the_body(query)
     assert len(exported.queries) == 14
@@ -101,84 +135,32 @@ async def _agree(target: str, search: Any, put: Any, bulk: Any) -> None:
     assert all(expected[r.id] for r, _q in exported.queries)  # each finds something
 
 
+async def _backtest_agrees(cluster: _Cluster, url: str) -> None:
+    stream, docs = await _indexed(cluster)
+    report = _backtest(cluster.product, url, stream)
+    assert report["documents"] == len(docs)
+    assert {r["id"]: r["alerts"] for r in report["rules"]} == _fired(docs)
+
+
 async def test_exported_queries_find_on_elasticsearch_what_the_rules_match(es_client) -> None:
     """If this failed, a team alerting in Elasticsearch with kloghub's exported rules would
     miss attacks kloghub sees (or alert on what it does not)."""
-    headers = {"content-type": "application/json", "accept": "application/json"}
-
-    async def put(path: str, body: Any) -> None:
-        await es_client.perform_request("PUT", "/" + path, headers=headers, body=body)
-
-    async def bulk(stream: str, docs: dict[str, dict[str, Any]]) -> None:
-        ops: list[Any] = []
-        for doc_id, doc in docs.items():
-            ops += [{"create": {"_index": stream, "_id": doc_id}}, doc]
-        answer = await es_client.bulk(operations=ops, refresh="true")
-        assert not answer["errors"], [i for i in answer["items"] if i["create"].get("error")][:2]
-
-    async def search(stream: str, query: dict[str, Any]) -> set[str]:
-        answer = await es_client.search(index=stream, query=query, size=1000, source=False)
-        return {hit["_id"] for hit in answer["hits"]["hits"]}
-
-    await _agree("elasticsearch", search, put, bulk)
+    await _agree(_Cluster("elasticsearch", es_client))
 
 
 async def test_exported_queries_find_on_opensearch_what_the_rules_match(os_client) -> None:
     """If this failed, a team alerting in OpenSearch with kloghub's exported rules would
     miss attacks kloghub sees (or alert on what it does not)."""
-
-    async def put(path: str, body: Any) -> None:
-        await os_client.transport.perform_request("PUT", "/" + path, body=body)
-
-    async def bulk(stream: str, docs: dict[str, dict[str, Any]]) -> None:
-        ops: list[Any] = []
-        for doc_id, doc in docs.items():
-            ops += [{"create": {"_index": stream, "_id": doc_id}}, doc]
-        answer = await os_client.bulk(body=ops, params={"refresh": "true"})
-        assert not answer["errors"], [i for i in answer["items"] if i["create"].get("error")][:2]
-
-    async def search(stream: str, query: dict[str, Any]) -> set[str]:
-        body = {"query": query, "size": 1000, "_source": False}
-        answer = await os_client.search(index=stream, body=body)
-        return {hit["_id"] for hit in answer["hits"]["hits"]}
-
-    await _agree("opensearch", search, put, bulk)
+    await _agree(_Cluster("opensearch", os_client))
 
 
 async def test_rules_test_backtests_what_elasticsearch_holds(es_client, elasticsearch_url) -> None:
     """If this failed, `kloghub rules test --elasticsearch` would not show what the rules
     would have raised on the audit events a team already keeps in Elasticsearch."""
-    headers = {"content-type": "application/json", "accept": "application/json"}
-
-    async def put(path: str, body: Any) -> None:
-        await es_client.perform_request("PUT", "/" + path, headers=headers, body=body)
-
-    async def bulk(stream: str, docs: dict[str, dict[str, Any]]) -> None:
-        ops: list[Any] = []
-        for doc_id, doc in docs.items():
-            ops += [{"create": {"_index": stream, "_id": doc_id}}, doc]
-        await es_client.bulk(operations=ops, refresh="true")
-
-    stream, docs = await _indexed("elasticsearch", put, bulk)
-    report = _backtest("elasticsearch", elasticsearch_url, stream)
-    assert report["documents"] == len(docs)
-    assert {r["id"]: r["alerts"] for r in report["rules"]} == _fired(docs)
+    await _backtest_agrees(_Cluster("elasticsearch", es_client), elasticsearch_url)
 
 
 async def test_rules_test_backtests_what_opensearch_holds(os_client, opensearch_url) -> None:
     """If this failed, `kloghub rules test --opensearch` would not show what the rules
     would have raised on the audit events a team already keeps in OpenSearch."""
-
-    async def put(path: str, body: Any) -> None:
-        await os_client.transport.perform_request("PUT", "/" + path, body=body)
-
-    async def bulk(stream: str, docs: dict[str, dict[str, Any]]) -> None:
-        ops: list[Any] = []
-        for doc_id, doc in docs.items():
-            ops += [{"create": {"_index": stream, "_id": doc_id}}, doc]
-        await os_client.bulk(body=ops, params={"refresh": "true"})
-
-    stream, docs = await _indexed("opensearch", put, bulk)
-    report = _backtest("opensearch", opensearch_url, stream)
-    assert report["documents"] == len(docs)
-    assert {r["id"]: r["alerts"] for r in report["rules"]} == _fired(docs)
+    await _backtest_agrees(_Cluster("opensearch", os_client), opensearch_url)

@@ -461,10 +461,14 @@ def test_a_repeat_of_an_alert_already_notified_is_acknowledged_at_once() -> None
     g.add(exec_alert(), NOW, WALL, first)
     (msg,) = g.take(NOW, 10)
     assert msg.tokens == (first,) and fired == []  # settled by the sender, after delivery
-    g.done(msg.group_key)
+    riding = core.Finalizer(fired.append, 1)
+    g.add(exec_alert(), NOW + 0.5, WALL + 0.5, riding)  # while the notification is in flight
+    assert fired == []
+    g.done(msg.group_key, core.Delivery.DELIVERED)
+    assert fired == [core.Delivery.DELIVERED]  # settled with the notification it rode on
     again = core.Finalizer(fired.append, 1)
     g.add(exec_alert(), NOW + 1, WALL + 1, again)
-    assert fired == [core.Delivery.DELIVERED]
+    assert fired == [core.Delivery.DELIVERED] * 2
 
 
 async def test_alerts_not_delivered_before_a_stop_are_sent_after_the_restart(tmp_path) -> None:

@@ -148,6 +148,9 @@ class _Group:
     alerts: dict[str, _Alert] = dataclasses.field(default_factory=dict)
     last_sent: float | None = None
     in_flight: bool = False
+    riders: list[core.Finalizer] = dataclasses.field(default_factory=list)
+    """Acknowledgements of repeats that merged into alerts of the notification in flight:
+    settled with its outcome."""
 
 
 def _settle(
@@ -202,6 +205,8 @@ class Grouper:
             if token is not None:
                 if alert.notified_at is None or self._wanted(alert, now):
                     alert.tokens.append(token)
+                elif group is not None and group.in_flight:
+                    group.riders.append(token)
                 else:
                     token.settle(core.Delivery.DELIVERED)
             assert group is not None
@@ -362,11 +367,15 @@ class Grouper:
             tokens=tuple(tokens),
         )
 
-    def done(self, group_key: str) -> None:
-        """The notification of ``group_key`` is settled (delivered or given up)."""
+    def done(self, group_key: str, status: core.Delivery | None = core.Delivery.DELIVERED) -> None:
+        """The notification of ``group_key`` is settled with ``status`` (None: cut short by a
+        stop; what rode on it stays unacknowledged, to be sent after the restart)."""
         group = self._groups.get(group_key)
         if group is not None:
             group.in_flight = False
+            riders, group.riders = group.riders, []
+            if status is not None:
+                _settle(riders, status)
 
 
 class _Receiver:
@@ -653,6 +662,7 @@ class Notifier(core.Service):
             before_sleep=before_sleep,
             reraise=True,
         )
+        status: core.Delivery | None = None
         try:
             async for attempt in retrying:
                 with attempt:
@@ -662,7 +672,8 @@ class Notifier(core.Service):
                     await self._post(r, data)
         except (_Retry, core.PermanentError) as exc:
             r.failed.inc()
-            _settle(msg.tokens, core.Delivery.DROPPED)
+            status = core.Delivery.DROPPED
+            _settle(msg.tokens, status)
             _log.error(
                 "notification given up",
                 extra={
@@ -674,9 +685,10 @@ class Notifier(core.Service):
             )
         else:
             r.sent.inc()
-            _settle(msg.tokens)
+            status = core.Delivery.DELIVERED
+            _settle(msg.tokens, status)
         finally:
-            r.grouper.done(msg.group_key)
+            r.grouper.done(msg.group_key, status)
 
     async def _post(self, r: _Receiver, data: bytes) -> None:
         import aiohttp
