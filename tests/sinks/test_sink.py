@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from kloghub import config, core, sinks
+from kloghub import buffer, config, core, sinks
 from kloghub.runtime import metrics
 
 from ._support import FAST_RETRY, MemoryDeadLetters, Settled, counter, doc
@@ -37,9 +37,14 @@ class ScriptedSink(sinks.Sink):
         return orjson.dumps(event.record["doc"])
 
     async def push(self, items: Sequence[sinks.Item]) -> sinks.Outcome:
-        self.pushes.append([item.event.record["id"] for item in items])
+        self.pushes.append([_id(item.event) for item in items])
         self.push_times.append(time.monotonic())
         return await self.script(len(self.pushes) - 1, items)
+
+
+def _id(event: core.Event) -> str:
+    record: Any = event.record
+    return record.id if isinstance(record, core.Encoded) else record["id"]
 
 
 def make(script: Script = deliver_all, dead: Any = None, **settings: Any) -> ScriptedSink:
@@ -448,3 +453,44 @@ async def test_send_refuses_work_when_not_running():
     sink = make()
     with pytest.raises(RuntimeError):
         await sink.send(core.Batch())
+
+
+async def test_an_event_encoded_before_the_queue_is_dead_lettered_with_its_document(tmp_path):
+    """If this failed, events the sink's queue stored as bytes would reach the dead-letter
+    queue without their document (nothing to inspect or replay), or never leave the queue."""
+
+    async def refuse_first(_n: int, items: Sequence[sinks.Item]) -> sinks.Outcome:
+        return sinks.Outcome(refused={0: sinks.Refusal("mapper_parsing_exception", "bad", 400)})
+
+    dead = MemoryDeadLetters()
+    sink = make(refuse_first, dead, batch_max_records=2)
+    queue = buffer.DiskQueue(
+        tmp_path, config.QueueConfig(), "sink-0", encode=sink.encode, codec="test/1"
+    )
+    await queue.start()
+    await sink.start()
+    try:
+        await queue.push(
+            core.Batch(
+                core.Event("logs-t-default", i, {"id": f"d{i}", "doc": doc(i)}) for i in range(2)
+            )
+        )
+        popped = await queue.pop(10, 1 << 20, 1.0)
+        assert all(isinstance(e.record, core.Encoded) for e in popped)
+        await sink.send(popped)
+        await sink.stop(5)
+        assert sink.pushes == [["d0", "d1"]]
+        [(_url, rejection)] = dead.entries
+        assert rejection.event.record == {"id": "d0", "doc": doc(0)}
+        assert (rejection.event.tag, rejection.event.time_ns) == ("logs-t-default", 0)
+    finally:
+        await sink.stop(5)
+        await queue.stop(5)
+    again = buffer.DiskQueue(
+        tmp_path, config.QueueConfig(), "sink-0", encode=sink.encode, codec="test/1"
+    )
+    await again.start()
+    try:  # both settled (one delivered, one dead-lettered): acknowledged, not handed out again
+        assert not (await again.pop(10, 1 << 20, 0.1)).events
+    finally:
+        await again.stop(5)

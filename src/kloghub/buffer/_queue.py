@@ -154,12 +154,21 @@ class DiskQueue(core.Service):
         kind: Kind = "events",
         flush_interval: float = 0.0,
         max_unsynced_bytes: int = _MAX_UNSYNCED_BYTES,
+        encode: Callable[[core.Event], bytes] | None = None,
+        codec: str = "",
     ) -> None:
         super().__init__(supervisor)
         self.name = name
         self.directory = Path(directory)
         self._kind = kind
         self._magic = _segment.CHUNK_MAGIC if kind == "chunks" else _segment.MAGIC
+        self._codec = codec
+        self._encoder: _segment.Encoder | _segment.WireEncoder = _segment.Encoder()
+        if encode is not None:
+            if kind != "events" or not codec:
+                raise ValueError("encode is for queues of events, with the codec's name")
+            self._magic = _segment.WIRE_MAGIC
+            self._encoder = _segment.WireEncoder(encode)
         self._chunk_encoder = _segment.ChunkEncoder()
         self._flush_interval = max(0.0, float(flush_interval))
         """Group commit: how long pushed chunks may wait for the next write + fsync."""
@@ -173,7 +182,6 @@ class DiskQueue(core.Service):
         # happens in steps and the segment being written is rarely the one in the way.
         self._segment_limit = max(1, min(int(cfg.segment_bytes), self._max_bytes // 4))
         self._drop_oldest = cfg.when_full == "drop_oldest"
-        self._encoder = _segment.Encoder()
         self._gauge = metrics.BUFFER_BYTES.labels(buffer=name)
         self._segments: dict[int, _segment.Segment] = {}
         """Live segments in id (= age) order."""
@@ -402,6 +410,8 @@ class DiskQueue(core.Service):
                 seg.add_ack(start, end)
         for seg in self._segments.values():
             seg.skip = [list(r) for r in seg.acked]
+        if self._codec:
+            self._check_codec()
         # Ids never go back, even past segments deleted after their last acknowledgement:
         # an old entry must never match a new segment.
         self._next_id = highest + 1
@@ -417,6 +427,24 @@ class DiskQueue(core.Service):
                 },
             )
 
+    def _check_codec(self) -> None:
+        """Encoded events are only sent by a sink that encodes them the same way: the
+        codec's name is kept beside the segments, and another one refuses to start."""
+        path = self.directory / "codec"
+        try:
+            stored = path.read_text().strip()
+        except FileNotFoundError:
+            stored = ""
+        if stored == self._codec:
+            return
+        if stored and any(s.magic == _segment.WIRE_MAGIC for s in self._segments.values()):
+            raise RuntimeError(
+                f"disk queue {self.name}: {self.directory} holds events encoded as {stored} "
+                f"and this sink sends {self._codec}; deliver them with the sink that wrote "
+                "them, or move the directory away"
+            )
+        path.write_text(self._codec + "\n")
+
     def _recover_segment(self, sid: int, path: Path) -> _segment.Segment | None:
         try:
             size = path.stat().st_size
@@ -429,7 +457,16 @@ class DiskQueue(core.Service):
             )
             metrics.DROPPED.labels(reason=_REASON_CORRUPT).inc()
             return None
-        if size <= _segment.HEADER_SIZE or magic != self._magic:
+        if size > _segment.HEADER_SIZE and magic == _segment.WIRE_MAGIC != self._magic:
+            raise RuntimeError(
+                f"disk queue {self.name}: {path} holds events encoded for the network by "
+                "another sink than this one, which needs the documents; deliver them with "
+                f"the sink that wrote them, or move {self.directory} away"
+            )
+        readable = magic == self._magic or (
+            magic == _segment.MAGIC and self._magic == _segment.WIRE_MAGIC
+        )
+        if size <= _segment.HEADER_SIZE or not readable:
             # The magic and the first frames are one write: a file this short holds no
             # record (a crash while creating it); a wrong magic is not ours to read.
             if size > _segment.HEADER_SIZE:
@@ -442,6 +479,7 @@ class DiskQueue(core.Service):
                 path.unlink()
             return None
         seg = _segment.Segment(sid, path, recovered=True)
+        seg.magic = magic
         seg.size = size
         seg.planned_bytes = size
         return seg
@@ -557,6 +595,7 @@ class DiskQueue(core.Service):
                 seg = _segment.Segment(
                     self._next_id, _segment.segment_path(self.directory, self._next_id)
                 )
+                seg.magic = self._magic
                 self._next_id += 1
                 self._segments[seg.id] = seg
                 self._active = seg
@@ -796,7 +835,9 @@ class DiskQueue(core.Service):
             if seg is None:
                 break
             first = self._ridx
-            ended = self._decode(seg, take, make)
+            ended = self._decode(
+                seg, take, _segment.decode_wire if seg.magic == _segment.WIRE_MAGIC else make
+            )
             if self._ridx > first:
                 ranges.append((seg.id, first, self._ridx))
             if not ended:

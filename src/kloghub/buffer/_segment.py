@@ -5,9 +5,16 @@ magic, then frames, little-endian::
 
     u32 length | u32 crc32(payload) | payload
 
-The payload is one of two kinds, told apart by the magic (a queue holds one kind):
+The payload is one of three kinds, told apart by the magic (a queue holds one kind):
 
-- an event (``MAGIC``, the collector's sink queues): msgpack ``[tag, time_ns, record]``;
+- an event (``MAGIC``, the sink queues of sinks that need the document, the store):
+  msgpack ``[tag, time_ns, record]``;
+- an encoded event (``WIRE_MAGIC``, the sink queues of sinks that send bytes: the
+  ``_bulk`` lines, the HEC event, the file line, made by the sink's ``encode`` before the
+  queue): ``u8 0 | i64 time_ns | u16 tag length | u16 id length (0xffff: none) | tag |
+  id | bytes``, handed out as a ``core.Encoded`` record without decoding the bytes; or
+  ``u8 1 | msgpack [tag, time_ns, record]`` for an event the sink could not encode (its
+  send then dead-letters it with the document, as it would have);
 - a chunk (``CHUNK_MAGIC``, the agent's buffer): ``u16 header length | msgpack [tag,
   path, file_id, first, end, count] | entries``, the entries exactly as they go on the
   wire (a PackedForward body), so that popping a chunk decodes only its small header.
@@ -23,9 +30,9 @@ import bisect
 import os
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 
@@ -36,12 +43,15 @@ __all__ = [
     "FRAME",
     "HEADER_SIZE",
     "MAGIC",
+    "WIRE_MAGIC",
     "ChunkEncoder",
     "Encoder",
     "Segment",
+    "WireEncoder",
     "count_frames",
     "decode_chunk",
     "decode_event",
+    "decode_wire",
     "frame_counts",
     "parse_segment_id",
     "segment_path",
@@ -49,6 +59,10 @@ __all__ = [
 
 MAGIC = b"KLGQ\x00\x00\x00\x01"
 CHUNK_MAGIC = b"KLGC\x00\x00\x00\x01"
+WIRE_MAGIC = b"KLGQ\x00\x00\x00\x02"
+WIRE_HEAD = struct.Struct("<BqHH")
+_WIRE, _WIRE_EVENT = 0, 1
+_NO_ID = 0xFFFF
 HEADER_SIZE = len(MAGIC)
 FRAME = struct.Struct("<II")
 CHUNK_HEAD = struct.Struct("<H")
@@ -119,6 +133,53 @@ class Encoder:
         return b"".join(parts), count
 
 
+class WireEncoder:
+    """Frames encoded events: ``encode`` (the sink's) makes the bytes of each event once."""
+
+    def __init__(self, encode: Callable[[core.Event], bytes]) -> None:
+        self._encode = encode
+        self._events = Encoder()
+        self._tags: dict[str, bytes] = {}
+
+    def encode(self, events: Iterable[core.Event]) -> tuple[bytes, int]:
+        """The frames of ``events`` as one buffer, and how many records it holds."""
+        parts: list[bytes] = []
+        append = parts.append
+        encode, head, header, crc32 = self._encode, WIRE_HEAD.pack, FRAME.pack, zlib.crc32
+        tags = self._tags
+        count = 0
+        for event in events:
+            count += 1
+            record = event.record
+            try:
+                if isinstance(record, core.Encoded):
+                    data, doc_id = record.data, record.id
+                else:
+                    data = encode(event)
+                    doc_id = record.get("id")
+                tag = tags.get(event.tag)
+                if tag is None:
+                    tag = event.tag.encode()
+                    if len(tags) < 4096:
+                        tags[event.tag] = tag
+                if doc_id is None:
+                    ident, id_len = b"", _NO_ID
+                else:
+                    ident = (doc_id if type(doc_id) is str else str(doc_id)).encode()
+                    id_len = len(ident) if len(ident) < _NO_ID else _NO_ID + 1  # struct.error
+                prefix = head(_WIRE, event.time_ns, len(tag), id_len) + tag + ident
+            except Exception:  # noqa: BLE001 - kept as the event; the sink dead-letters it
+                frame, _ = self._events.encode((event,))
+                payload = bytes((_WIRE_EVENT,)) + frame[FRAME.size :]
+                append(header(len(payload), crc32(payload)))
+                append(payload)
+                continue
+            append(header(len(prefix) + len(data), crc32(data, crc32(prefix))))
+            append(prefix)
+            append(data)
+        return b"".join(parts), count
+
+
 class ChunkEncoder:
     """Frames chunks: a small msgpack header, then the entries bytes untouched."""
 
@@ -170,6 +231,29 @@ def decode_event(buf: bytes, start: int, stop: int, finalizer: core.Finalizer) -
     return core.Event(tag, time_ns, record, finalizer, stop - start)
 
 
+def decode_wire(buf: bytes, start: int, stop: int, finalizer: core.Finalizer) -> core.Event:
+    """The encoded event framed in ``buf[start:stop]``: a ``core.Encoded`` record (or the
+    event its sink could not encode); raises ValueError (or msgpack errors) otherwise."""
+    kind = buf[start]
+    if kind == _WIRE:
+        _, time_ns, tag_len, id_len = WIRE_HEAD.unpack_from(buf, start)
+        pos = start + WIRE_HEAD.size
+        tag = buf[pos : pos + tag_len].decode()
+        pos += tag_len
+        doc_id = None
+        if id_len != _NO_ID:
+            doc_id = buf[pos : pos + id_len].decode()
+            pos += id_len
+        if pos > stop:
+            raise ValueError("encoded event header longer than its frame")
+        # Event.record is typed as the dict; the sinks behind this queue check for Encoded.
+        record = cast("dict[str, Any]", core.Encoded(doc_id, buf[pos:stop]))
+        return core.Event(tag, time_ns, record, finalizer, stop - start)
+    if kind == _WIRE_EVENT:
+        return decode_event(buf, start + 1, stop, finalizer)
+    raise ValueError(f"unknown encoded event kind {kind}")
+
+
 class Segment:
     """The in-memory state of one segment file (never its records)."""
 
@@ -179,6 +263,7 @@ class Segment:
         "deleted",
         "id",
         "inflight",
+        "magic",
         "path",
         "planned",
         "planned_bytes",
@@ -216,6 +301,9 @@ class Segment:
         """Entries in each durable frame written in this run (chunk queues only)."""
         self.deleted = False
         self.wfd: int | None = None
+        self.magic = b""
+        """The kind of its frames (``MAGIC``, ``WIRE_MAGIC``, ``CHUNK_MAGIC``); set when the
+        segment is created or recovered."""
 
     def add_ack(self, start: int, end: int) -> None:
         """Mark records ``[start, end)`` acknowledged (merging ranges; any order)."""

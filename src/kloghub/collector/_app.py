@@ -122,6 +122,16 @@ def _sink(index: int, cfg: config.SinkConfig, dlq: sinks.DeadLetterQueue) -> cor
     raise core.ConfigError([f"collector.sinks[{index}].url: {scheme}: has no sink"])
 
 
+def _queue(
+    directory: Path, cfg: config.SinkConfig, sink: core.Service, name: str
+) -> buffer.DiskQueue:
+    """The disk queue before ``sink``: the bytes the sink sends, encoded once before the
+    queue, for sinks that send bytes (SIEM sinks, files); documents for the store."""
+    if isinstance(sink, sinks.Sink | outputs.FileOutput):
+        return buffer.DiskQueue(directory, cfg.queue, name, encode=sink.encode, codec=sink.codec)
+    return buffer.DiskQueue(directory, cfg.queue, name)
+
+
 def build(cfg: config.CollectorConfig) -> runtime.Daemon:
     """The collector's daemon; raises ConfigError for what cannot run as configured."""
     dlq = sinks.DeadLetterQueue(cfg.state_dir / "dlq", int(cfg.dead_letter_max_bytes))
@@ -131,8 +141,8 @@ def build(cfg: config.CollectorConfig) -> runtime.Daemon:
         if isinstance(sink, sinks.Sink):
             readiness.add(f"sink-{i}", sink.problem)
     queues = [
-        buffer.DiskQueue(cfg.state_dir / "queues" / f"sink-{i}", s.queue, f"sink-{i}")
-        for i, s in enumerate(cfg.sinks)
+        _queue(cfg.state_dir / "queues" / f"sink-{i}", s, sink, f"sink-{i}")
+        for i, (s, sink) in enumerate(zip(cfg.sinks, built, strict=True))
     ]
     pumps = [
         buffer.Pump(

@@ -6,7 +6,7 @@ This layer imports no framework; everything else builds on it.
 from kloghub.core._budget import Budget
 from kloghub.core._chunk import Chunk
 from kloghub.core._errors import ConfigError, KloghubError, PermanentError, RetryableError
-from kloghub.core._event import Batch, Event
+from kloghub.core._event import Batch, Encoded, Event
 from kloghub.core._finalize import Delivery, Finalizer, OffsetTracker
 from kloghub.core._lifecycle import Component, Service, State, Supervisor
 from kloghub.core._origin import Method, Origin
@@ -18,6 +18,7 @@ __all__ = [
     "Component",
     "ConfigError",
     "Delivery",
+    "Encoded",
     "Event",
     "Finalizer",
     "KloghubError",

@@ -13,7 +13,25 @@ from typing import Any
 from kloghub.core._finalize import Delivery, Finalizer
 from kloghub.core._origin import Origin
 
-__all__ = ["Batch", "Event"]
+__all__ = ["Batch", "Encoded", "Event"]
+
+
+class Encoded:
+    """The record of a document event as a sink's queue stores it: the document id and the
+    bytes the sink sends for it (``_bulk`` action and source lines, a HEC event, a file
+    line), encoded once before the queue; nothing decodes them on the way to the network.
+    """
+
+    __slots__ = ("data", "id")
+
+    def __init__(self, doc_id: str | None, data: bytes) -> None:
+        self.id = doc_id
+        """The document id (``record["id"]`` of the document event it was made of)."""
+        self.data = data
+        """What the sink's ``encode`` made of the document event."""
+
+    def __repr__(self) -> str:
+        return f"Encoded(id={self.id!r}, bytes={len(self.data)})"
 
 
 class Event:
@@ -34,6 +52,9 @@ class Event:
         self.time_ns = time_ns
         """Event time in nanoseconds since the epoch (from the log line where it has one)."""
         self.record = record
+        """The record (Fluent Bit's layout), or a document event's ``{"id", "doc"}``; a
+        :class:`Encoded` in what a sink queue that stores bytes hands out (typed as the
+        dict: only the sinks behind such a queue see one, and they check)."""
         self.finalizer = finalizer
         """Settled once the next hop has the event; shared with the events of one read."""
         self.size = size

@@ -47,6 +47,13 @@ class FileOutput(core.Service):
         self._file: BinaryIO | None = None
         self._encode = _ndjson.encode_document if documents else _ndjson.encode
         """Collector sinks write the ECS document of a document event; agents the record."""
+        self.codec = "ndjson-document/1" if documents else "ndjson-record/1"
+        """The name of what :meth:`encode` makes (a disk queue before this output may store
+        the lines themselves: ``core.Encoded`` records are written as they are)."""
+
+    def encode(self, event: core.Event) -> bytes:
+        """The line of ``event`` (with its newline)."""
+        return self._encode(event)
 
     async def send(self, batch: core.Batch) -> None:
         """Queue ``batch`` for writing; waits while the queue is full (back-pressure)."""
@@ -102,8 +109,13 @@ class FileOutput(core.Service):
 
     def _write(self, batch: core.Batch) -> None:
         assert self._file is not None
-        encode = self._encode
-        self._file.write(b"".join(encode(event) for event in batch))
+        encode, encoded = self._encode, core.Encoded
+        self._file.write(
+            b"".join(
+                record.data if isinstance(record := event.record, encoded) else encode(event)
+                for event in batch
+            )
+        )
         self._file.flush()
         if self._fsync:
             os.fsync(self._file.fileno())

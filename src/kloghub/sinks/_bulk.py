@@ -33,7 +33,16 @@ from kloghub import config, core, normalize
 from kloghub.runtime import metrics
 from kloghub.sinks import _dlq, _net, _sink
 
-__all__ = ["FILTER_PATH", "BulkSink", "encode", "error_text", "outcome", "request_error"]
+__all__ = [
+    "CODEC",
+    "FILTER_PATH",
+    "BulkSink",
+    "decode",
+    "encode",
+    "error_text",
+    "outcome",
+    "request_error",
+]
 
 DEFAULT_PORT = 9200
 
@@ -65,6 +74,15 @@ def encode(event: core.Event) -> bytes:
         target["_id"] = str(doc_id)
     action = orjson.dumps({"create": target}, option=orjson.OPT_APPEND_NEWLINE)
     return action + orjson.dumps(doc, default=_default, option=_DOC_OPTIONS)
+
+
+CODEC = "bulk-ndjson/1"
+"""What :func:`encode` makes: the ``create`` action line and the document line."""
+
+
+def decode(data: bytes) -> Any:
+    """The document of what :func:`encode` made (its second line)."""
+    return orjson.loads(data[data.index(b"\n") + 1 :])
 
 
 def error_text(error: Any) -> str:
@@ -207,8 +225,13 @@ class BulkSink(_sink.Sink, Generic[ClientT]):
         self._generations: dict[str, _Generations] = {}
         self._rollover_copies = metrics.ROLLOVER_COPIES.labels(self.kind)
 
+    codec = CODEC
+
     def encode(self, event: core.Event) -> bytes:
         return encode(event)
+
+    def decode(self, data: bytes) -> Any:
+        return decode(data)
 
     install_templates_at_start = True
     """Collectors install the index templates and lifecycle policy when they start."""
@@ -338,7 +361,11 @@ class BulkSink(_sink.Sink, Generic[ClientT]):
         lookups: list[tuple[str, str, str]] = []
         for i, index in landed:
             event = items[i].event
-            doc_id = event.record.get("id") if isinstance(event.record, dict) else None
+            record = event.record
+            if isinstance(record, core.Encoded):
+                doc_id = record.id
+            else:
+                doc_id = record.get("id") if isinstance(record, dict) else None
             if doc_id is None:
                 continue
             generations = await self._generations_of(event.tag, index)

@@ -11,6 +11,7 @@ collector acknowledges them to the agents as it would for a real destination.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from kloghub import core
 from kloghub.sinks import _bulk, _sink
@@ -25,8 +26,13 @@ class NullSink(_sink.Sink):
     bytes_discarded = 0
     """Bytes of the requests dropped so far (tests read it)."""
 
+    codec = _bulk.CODEC
+
     def encode(self, event: core.Event) -> bytes:
         return _bulk.encode(event)
+
+    def decode(self, data: bytes) -> Any:
+        return _bulk.decode(data)
 
     async def push(self, items: Sequence[_sink.Item]) -> _sink.Outcome:
         self.bytes_discarded += sum(len(item.data) for item in items)

@@ -42,7 +42,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any
 
+import orjson
 import tenacity
 
 from kloghub import config, core
@@ -167,6 +169,10 @@ class Sink(core.Service):
 
     kind = "sink"
     """Metric label: ``elasticsearch``, ``opensearch``, ``splunk_hec``."""
+    codec = ""
+    """The name of what :meth:`encode` makes (``bulk-ndjson/1``, ``hec-event/1``): the
+    sink's disk queue stores those bytes (``core.Encoded`` records, encoded before the
+    queue) and keeps the name beside them, so that another encoding never reads them."""
 
     def __init__(
         self,
@@ -215,6 +221,10 @@ class Sink(core.Service):
         """The bytes ``event`` contributes to a request. Raising dead-letters the event."""
         raise NotImplementedError
 
+    def decode(self, data: bytes) -> Any:
+        """The document in ``data`` (what :meth:`encode` made), for the dead-letter queue."""
+        return orjson.loads(data)
+
     async def push(self, items: Sequence[Item]) -> Outcome:
         """Send ``items`` in one request and classify the answer (see the module doc)."""
         raise NotImplementedError
@@ -239,12 +249,17 @@ class Sink(core.Service):
         if self.state is not core.State.RUNNING:
             raise RuntimeError(f"{self.name} is not running")
         unencodable: list[tuple[Item, Refusal]] = []
+        encoded = core.Encoded
         for event in batch.events:
-            try:
-                data = self.encode(event)
-            except Exception as exc:  # noqa: BLE001 - bad input is dead-lettered, never fatal
-                unencodable.append((Item(event, b""), Refusal("unencodable", repr(exc))))
-                continue
+            record = event.record
+            if isinstance(record, encoded):
+                data = record.data  # encoded before the disk queue
+            else:
+                try:
+                    data = self.encode(event)
+                except Exception as exc:  # noqa: BLE001 - bad input is dead-lettered, never fatal
+                    unencodable.append((Item(event, b""), Refusal("unencodable", repr(exc))))
+                    continue
             size = len(data)
             if self._pending and self._pending_bytes + size > self._max_bytes:
                 await self._cut()
@@ -450,7 +465,9 @@ class Sink(core.Service):
     async def _dead_letter(self, refused: list[tuple[Item, Refusal]]) -> None:
         """Write to the dead-letter store (retrying until it works), then settle REJECTED."""
         rejections = [
-            _dlq.Rejection(item.event, refusal.error, refusal.reason, refusal.status)
+            _dlq.Rejection(
+                self._document(item.event), refusal.error, refusal.reason, refusal.status
+            )
             for item, refusal in refused
         ]
         backoff, most = _DLQ_RETRY_S
@@ -477,6 +494,20 @@ class Sink(core.Service):
                 "reason": first.reason[:500],
                 "status": first.status,
             },
+        )
+
+    def _document(self, event: core.Event) -> core.Event:
+        """``event`` with its document (decoded from its bytes when it was encoded before
+        the queue): dead-letter entries keep the document, whatever the sink's encoding."""
+        record = event.record
+        if not isinstance(record, core.Encoded):
+            return event
+        try:
+            doc = self.decode(record.data)
+        except Exception:  # noqa: BLE001 - keep the bytes as text rather than lose them
+            doc = record.data.decode("utf-8", "replace")
+        return core.Event(
+            event.tag, event.time_ns, {"id": record.id, "doc": doc}, event.finalizer, event.size
         )
 
     # ------------------------------------------------------------------ retry policy

@@ -314,8 +314,13 @@ class SplunkHecSink(_sink.Sink):
         self.acks: _AckPoller | None = None
         self._warned_no_ack_id = False
 
+    codec = "hec-event/1"
+
     def encode(self, event: core.Event) -> bytes:
         return orjson.dumps(envelope(event, self._index), default=_default, option=_OPTIONS)
+
+    def decode(self, data: bytes) -> Any:
+        return orjson.loads(data)["event"]
 
     async def push(self, items: Sequence[_sink.Item]) -> _sink.Outcome:
         assert self._session is not None
