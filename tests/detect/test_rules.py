@@ -124,3 +124,15 @@ def test_an_id_that_is_not_a_uuid_string_is_refused_not_crashed_on(tmp_path: Pat
     )
     with pytest.raises(detect.LoadError, match=r"r\.yml:1"):
         detect.load([path])
+
+
+def test_a_folder_mounted_from_a_configmap_loads_each_rule_once(tmp_path: Path) -> None:
+    """If this failed, rules given to the chart as a ConfigMap would be refused as
+    duplicates: the kubelet keeps each file under ``..data/`` and ``..<timestamp>/`` too."""
+    stamp = tmp_path / "..2026_12_03_10_00_00.123456789"
+    stamp.mkdir()
+    (stamp / "mine.yml").write_text(GOOD)
+    (tmp_path / "..data").symlink_to(stamp.name)
+    (tmp_path / "mine.yml").symlink_to("..data/mine.yml")
+    ruleset = detect.load([tmp_path])
+    assert [d.title for d in ruleset.detections] == ["good"]

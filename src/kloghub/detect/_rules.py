@@ -130,7 +130,16 @@ def _files(paths: Iterable[Path]) -> list[Path]:
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yml", ".yaml")))
+            # Hidden names are skipped: a ConfigMap volume keeps every file twice more, under
+            # ``..data/`` and ``..<timestamp>/``, behind the symbolic links it shows.
+            out.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.suffix in (".yml", ".yaml")
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                )
+            )
         else:
             out.append(path)
     return out
