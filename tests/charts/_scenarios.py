@@ -46,6 +46,24 @@ SECRETS: dict[tuple[str, str], str] = {
     ("kl-kloghub-forward-tls", "tls.crt"): "-----BEGIN CERTIFICATE-----\n(test)\n",
     ("kl-kloghub-forward-tls", "tls.key"): "-----BEGIN PRIVATE KEY-----\n(test)\n",
 }
+
+
+def sigma_rule(title: str, uid: str) -> str:
+    """A small Sigma rule of an operator's own (an audit verb on a resource)."""
+    return (
+        f"title: {title}\nid: {uid}\nlevel: low\n"
+        "logsource: {product: kubernetes, service: audit}\n"
+        "detection:\n  sel: {verb: delete, objectRef.resource: persistentvolumes}\n"
+        "  condition: sel\n"
+    )
+
+
+CONFIGMAPS: dict[str, dict[str, str]] = {
+    # An operator's own ConfigMap of Sigma rules (detectionRules.configMaps).
+    "my-sigma-rules": {
+        "pv-deleted.yml": sigma_rule("PV deleted", "6d1f7c38-3f7e-4c1e-9c77-2b1f0d6a5e01"),
+    },
+}
 CERTIFICATES = frozenset(key for key in SECRETS if key[1].endswith((".crt", ".key")))
 NODE = "node-a"
 
@@ -142,6 +160,10 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         },
         "metrics": {"serviceMonitor": {"enabled": True}},
         "notifications": NOTIFICATIONS,
+        "detectionRules": {
+            "inline": {"own.yml": sigma_rule("Own rule", "8e3b2a1c-5d4f-4a6b-9c8d-7e6f5a4b3c2d")},
+            "configMaps": ["my-sigma-rules"],
+        },
     },
 }
 LEVELS = ("crawl", "walk", "run")
@@ -238,6 +260,28 @@ def _secret_files(
     return {item["path"]: data[item["key"]] for item in items}
 
 
+def _configmap_data(manifests: list[Manifest], name: str) -> dict[str, str]:
+    """The keys of ConfigMap ``name``: rendered by the chart, or one of ``CONFIGMAPS``."""
+    for m in find(manifests, "ConfigMap"):
+        if m["metadata"]["name"] == name:
+            return dict(m.get("data") or {})
+    assert name in CONFIGMAPS, f"the pod mounts ConfigMap {name}, which the chart does not make"
+    return CONFIGMAPS[name]
+
+
+def _configmap_volume(directory: Path, data: dict[str, str]) -> None:
+    """A ConfigMap volume as the kubelet lays it out: the files in ``..<timestamp>/``,
+    ``..data`` linking to it, and each key a link through ``..data``."""
+    stamp = directory / "..2026_12_03_10_00_00.000000001"
+    stamp.mkdir(parents=True, exist_ok=True)
+    for key, content in data.items():
+        (stamp / key).write_text(content, encoding="utf-8")
+        (directory / key).unlink(missing_ok=True)
+        (directory / key).symlink_to(f"..data/{key}")
+    (directory / "..data").unlink(missing_ok=True)
+    (directory / "..data").symlink_to(stamp.name)
+
+
 def pod_files(manifests: list[Manifest], workload: Manifest, root: Path) -> dict[str, Path]:
     """Writes the files of the first container's Secret volumes under ``root`` as the
     kubelet mounts them (secret and projected volumes, ``items`` honoured, content byte
@@ -255,6 +299,11 @@ def pod_files(manifests: list[Manifest], workload: Manifest, root: Path) -> dict
             for part in volume["projected"]["sources"]:
                 source = part["secret"]
                 files |= _secret_files(manifests, source["name"], source.get("items"))
+        elif "configMap" in volume and mount["name"] != "config":
+            directory = root / mount["mountPath"].lstrip("/")
+            _configmap_volume(directory, _configmap_data(manifests, volume["configMap"]["name"]))
+            mounted[mount["mountPath"]] = directory
+            continue
         else:
             continue
         directory = root / mount["mountPath"].lstrip("/")

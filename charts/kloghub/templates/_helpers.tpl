@@ -67,6 +67,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "kloghub.configFile" -}}/etc/kloghub/kloghub.yaml{{- end }}
 {{- define "kloghub.tlsDir" -}}/etc/kloghub/tls{{- end }}
 {{- define "kloghub.secretsDir" -}}/etc/kloghub/secrets{{- end }}
+{{- define "kloghub.rulesDir" -}}/etc/kloghub/rules{{- end }}
 {{- define "kloghub.agent.stateDir" -}}/var/lib/kloghub{{- end }}
 {{- define "kloghub.collector.stateDir" -}}/var/lib/kloghub-collector{{- end }}
 {{- define "kloghub.agent.metricsPort" -}}2020{{- end }}
@@ -358,7 +359,31 @@ value is read from `path` (`field`_file), mounted from `key` of Secret `secret`.
 {{- $_ := set $detections "notify" (include "kloghub.collector.notify" . | fromYaml).notify }}
 {{- $_ := set $cfg "detections" $detections }}
 {{- end }}
+{{- $ruleDirs := include "kloghub.collector.ruleDirs" . | fromYamlArray }}
+{{- if $ruleDirs }}
+{{- $detections := dict }}
+{{- if hasKey $cfg "detections" }}{{ $detections = $cfg.detections }}{{ end }}
+{{- $given := list }}
+{{- if hasKey $detections "rules_dirs" }}{{ $given = $detections.rules_dirs }}{{ end }}
+{{- $_ := set $detections "rules_dirs" (concat $given $ruleDirs) }}
+{{- $_ := set $cfg "detections" $detections }}
+{{- end }}
 {{- toYaml $cfg }}
+{{- end }}
+
+{{/*
+The folders of .Values.detectionRules as the collector sees them (a YAML list): the
+chart's inline rules, then each ConfigMap of the user's, in the order given.
+*/}}
+{{- define "kloghub.collector.ruleDirs" -}}
+{{- $dirs := list }}
+{{- if .Values.detectionRules.inline }}
+{{- $dirs = append $dirs (printf "%s/inline/" (include "kloghub.rulesDir" .)) }}
+{{- end }}
+{{- range $i, $name := .Values.detectionRules.configMaps }}
+{{- $dirs = append $dirs (printf "%s/%d/" (include "kloghub.rulesDir" $) $i) }}
+{{- end }}
+{{- toYaml $dirs }}
 {{- end }}
 
 {{/*
