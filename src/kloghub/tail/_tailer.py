@@ -436,6 +436,9 @@ class Tailer(core.Service):
         tf.rewind(_new_file_id(), head)
         if self._store is not None:
             self._store.put(Checkpoint(tf.dev, tf.ino, tf.file_id, head, tf.path, 0, done=False))
+            # More copytruncates than reads (back-pressure held the loop): the copies made
+            # in between hold content no row knows; they are read as files of their own.
+            self._read_unseen_siblings(tf.spec, tf.path, time.time() - _UNSEEN_HORIZON_S)
 
     def _continue_copy(self, spec: FileSpec, cp: Checkpoint) -> bool:
         """Vector's way with copytruncate: a sibling (``<path>.*``, plain or gzip) whose
