@@ -220,7 +220,7 @@ async def test_no_data_is_handed_on_under_a_file_id_whose_row_is_not_on_disk(wor
     """If this failed, lines read while the state disk was full would be shipped under a
     fingerprint (or row) that never reached the disk; after a crash the file looks like
     another one (inode reuse), is read again under a new file_id, and every such line is a
-    duplicate that no id absorbs (seen in the chaos run: 865 in OpenSearch)."""
+    duplicate that no id absorbs (likely the 865 in OpenSearch of one chaos run)."""
     log = world.container_dir() / "0.log"
     log.touch()  # opened empty: its row has no fingerprint yet
     sink = Collector()
