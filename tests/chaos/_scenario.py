@@ -629,7 +629,9 @@ class Run:
                 with contextlib.suppress(ValueError, AttributeError):
                     entry = json.loads(line)
                     if entry.get("level") in ("warning", "error", "critical"):
-                        warnings[f"{name}: {entry.get('message')}"] += 1
+                        # the HTTP clients' own lines name the URL and the timing
+                        message = re.sub(r"https?://\S+|\[status:.*", "…", entry["message"])
+                        warnings[f"{name}: {message}"] += 1
         found, total = self.os.numbers(self.stream)
         return Result(
             written=written,
