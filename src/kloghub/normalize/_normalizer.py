@@ -462,7 +462,7 @@ class Normalizer:
         The body is the ``log`` line, or — records of Fluent Bit's ``Merge_Log`` — the
         application's keys already lifted into the record (with or without ``log``).
         """
-        line = _strip_newline(text) if text is not None else None
+        line = text if text is None or text[-1:] != "\n" else _strip_newline(text)
         if _KNOWN_KEYS.issuperset(record):
             doc["message"] = line if line is not None else ""
             if self._parse_json and line is not None and line[:1] == "{":
