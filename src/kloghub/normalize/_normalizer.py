@@ -462,7 +462,7 @@ class Normalizer:
         The body is the ``log`` line, or — records of Fluent Bit's ``Merge_Log`` — the
         application's keys already lifted into the record (with or without ``log``).
         """
-        line = _strip_newline(text) if text is not None else None
+        line = text if text is None or text[-1:] != "\n" else _strip_newline(text)
         if _KNOWN_KEYS.issuperset(record):
             doc["message"] = line if line is not None else ""
             if self._parse_json and line is not None and line[:1] == "{":
@@ -499,7 +499,11 @@ class Normalizer:
             k8s, kh.get("owner") if kh is not None else None, record.get("kubernetes_namespace")
         )
         doc = meta.base.copy()
-        time_ns, flags = self._event_time(event.time_ns)
+        time_ns = event.time_ns
+        if type(time_ns) is int and 0 <= time_ns < _times.MAX_NS:
+            flags = None
+        else:
+            time_ns, flags = self._event_time(time_ns)
         doc["@timestamp"] = self._timestamp(time_ns)
         doc["event"] = {"dataset": meta.dataset, "ingested": self._now()}
         if meta.host is None:
@@ -517,6 +521,10 @@ class Normalizer:
         if kh is None and _cri_partial(record):
             flags = [*(flags or ()), "partial"]
         doc_id = self._provenance(doc, log_field, kh, flags)
+        if doc_id is not None and not self._preserve:  # the usual case, without _finish
+            return core.Event(
+                meta.index, time_ns, {"id": doc_id, "doc": doc}, event.finalizer, size
+            )
         return self._finish(
             event, tag, record, kh=kh, text=text, out=(meta.index, time_ns, doc, doc_id, size)
         )
