@@ -45,8 +45,9 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration"
 
-## Issue 16's chaos suite at full scale (8k lines/s, a 60 s SIEM outage), three seeds, against
-## the OpenSearch of `make servers-start` (KLOGHUB_CHAOS_SEED=N replays one printed run).
+## Issue 16's chaos suite at full scale (8k lines/s, a 60 s SIEM outage, state disks full for
+## 30 s, rollovers), three seeds, against the OpenSearch of `make servers-start`
+## (KLOGHUB_CHAOS_SEED=N replays one printed run).
 ## `make test` runs its reduced form (one seed, 60 s at 2k lines/s).
 chaos: $(STAMP)
 	[ -n "$${KLOGHUB_TEST_OPENSEARCH_URL:-}" ] || { set -a; . $${KLOGHUB_RUN_DIR:-$$HOME/.cache/kloghub/run}/servers.env; set +a; }; \

@@ -1,7 +1,7 @@
 """What the benches read of a process from ``/proc`` (Linux): CPU, memory, descriptors.
 
-Shared by ``agent_e2e.py``, ``collector_e2e.py`` and ``soak.py`` (run from the repo root
-as ``python bench/<script>.py``: this folder is on ``sys.path``).
+Shared by ``agent_e2e.py``, ``collector_e2e.py``, ``idle_bench.py`` and ``soak.py`` (run
+from the repo root as ``python bench/<script>.py``: this folder is on ``sys.path``).
 """
 
 from __future__ import annotations

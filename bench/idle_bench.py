@@ -15,26 +15,13 @@ core and 20 MiB RSS.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-_CLK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK
-
-
-def status_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
+from _procstat import cpu_seconds, peak_rss_mib, status_mib
 
 
 def main() -> None:
@@ -79,18 +66,18 @@ def main() -> None:
             else:
                 sys.exit("the agent did not read every file within 120 s")
             time.sleep(2.0)  # let start-up work settle
-            rss_start = status_kib(proc.pid, "VmRSS")
+            rss_start = status_mib(proc.pid, "VmRSS")
             c0, t0 = cpu_seconds(proc.pid), time.monotonic()
             time.sleep(args.seconds)
             c1, t1 = cpu_seconds(proc.pid), time.monotonic()
-            hwm = status_kib(proc.pid, "VmHWM")
+            hwm = peak_rss_mib(proc.pid)
         finally:
             proc.terminate()
             proc.wait(30)
     pct = 100.0 * (c1 - c0) / (t1 - t0)
     print(f"agent idle, {args.files} quiet files, {t1 - t0:.0f} s, level {args.level}")
     print(f"  CPU            {pct:.3f} % of one core ({c1 - c0:.2f} CPU s)")
-    print(f"  RSS after start {rss_start / 1024:.1f} MiB, peak {hwm / 1024:.1f} MiB")
+    print(f"  RSS after start {rss_start:.1f} MiB, peak {hwm:.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -162,12 +162,16 @@ def main() -> None:
     run.samplers.append(lambda: agent(run.agent))
     run.samplers.append(lambda: collector(run.collector))
     started = time.monotonic()
+    result = None
     try:
         result = run.run()
     finally:
         run.cleanup()
-        if args.workdir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
+        clean = result is not None and not (
+            result.missing(result.opensearch) or result.duplicates(result.opensearch)
+        )
+        if args.workdir is None and clean:
+            shutil.rmtree(workdir, ignore_errors=True)  # kept when something is wrong
     wall = time.monotonic() - started
     print(f"soak: {time.strftime('%Y-%m-%d')} seed={seed} wall={wall:.0f}s workdir={workdir}")
     print(f"soak: {result.summary()}")

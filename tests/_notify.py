@@ -14,11 +14,14 @@ All three share the fault injection a notifier must survive: :meth:`_Base.fail_n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import re
 import socket
 import ssl
+import threading
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -344,3 +347,20 @@ class AlertmanagerServer(_Base):
                 except ValueError:
                     return f"{where}.generatorURL in body must be of type uri"
         return None
+
+
+@contextlib.contextmanager
+def serving_in_thread(server: _Base) -> Iterator[_Base]:
+    """Runs ``server`` on an event loop of its own thread, for tests that are not async
+    (read ``server.requests`` / ``server.accepted`` from the test's thread)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="test-receiver", daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

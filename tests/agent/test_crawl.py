@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import orjson
 
+from tests import _notify as servers
 from tests._procs import Daemon
 from tests._world import World
 from tests.detect import _events as ev
@@ -83,13 +87,11 @@ def test_crawl_agent_keeps_lines_in_the_node_store_for_search(world: World):
     assert doc["stream"] == "stderr"
 
 
-def test_crawl_agent_runs_the_detections_on_the_nodes_audit_log_into_its_store(world: World):
-    """If this failed, level crawl could not give the default detections' alerts on a
-    control-plane node without a collector."""
-    store = world.root / "node-store.db"
+def _audit_agent(world: World, store: Path, detections: dict[str, Any]) -> Daemon:
+    """A crawl agent tailing a copy of the fixture's audit log into ``store``."""
     audit = world.root / "audit.log"
     shutil.copy(ev.FIXTURE, audit)
-    agent = Daemon(
+    return Daemon(
         "agent",
         config={
             "level": "crawl",
@@ -102,11 +104,18 @@ def test_crawl_agent_runs_the_detections_on_the_nodes_audit_log_into_its_store(w
                     "poll_interval": "50ms",
                 },
                 "outputs": [{"url": f"store:{store}"}],
-                "detections": {"enabled": True},
+                "detections": detections,
             },
         },
         workdir=world.root,
     ).start()
+
+
+def test_crawl_agent_runs_the_detections_on_the_nodes_audit_log_into_its_store(world: World):
+    """If this failed, level crawl could not give the default detections' alerts on a
+    control-plane node without a collector."""
+    store = world.root / "node-store.db"
+    agent = _audit_agent(world, store, {"enabled": True})
     args = ("--store", f"store:{store}", "--since", "1000d", "--format", "ndjson")
     try:
         deadline = time.monotonic() + 60
@@ -123,3 +132,24 @@ def test_crawl_agent_runs_the_detections_on_the_nodes_audit_log_into_its_store(w
     assert {a["kloghub"]["alert"]["mode"] for a in alerts} == {"alert"}
     execs = search('rule.name:"Exec or attach into a pod"', *args).stdout.splitlines()
     assert len(execs) == 2
+
+
+async def test_crawl_agent_notifies_its_alerts_to_a_receiver(world: World):
+    """If this failed, agent.detections.notify would be accepted and never read: level
+    crawl's alerts would reach nobody in real time."""
+    hook = servers.WebhookServer()
+    await hook.start()
+    receiver = {"type": "webhook", "url": hook.url, "group_wait": "100ms"}
+    agent = _audit_agent(
+        world, world.root / "node-store.db", {"enabled": True, "notify": [receiver]}
+    )
+    try:
+        async with asyncio.timeout(60):
+            while sum(len(b["alerts"]) for b in hook.accepted) < 5:
+                await asyncio.sleep(0.2)
+    finally:
+        assert agent.stop() == 0
+        await hook.stop()
+    notified = [a for b in hook.accepted for a in b["alerts"]]
+    assert len({a["labels"]["rule_id"] for a in notified}) == 4  # the story's four rules
+    assert all(a["document"]["event"]["kind"] == "alert" for a in notified)

@@ -9,7 +9,9 @@ import sys
 import textwrap
 
 from kloghub import core
+from kloghub.buffer import _queue
 from tests.buffer._util import counter, drain, make_queue, numbered, segments
+from tests.tail.test_state_disk import fill, small_tmpfs
 
 
 async def _push_pop_ack(queue):
@@ -219,3 +221,30 @@ async def test_segment_ids_never_reuse_an_id_that_old_acks_mention(tmp_path):
     finally:
         await again.stop(5)
         await queue.stop(5)
+
+
+async def test_a_queue_whose_disk_is_full_at_start_waits_for_space_then_starts(
+    tmp_path, monkeypatch
+):
+    """If this failed, a collector (or agent) restarted while its state disk is full would
+    fail its start (ENOSPC rewriting the acknowledgement log) and crash-loop, shipping
+    nothing even after space returns (seen in the chaos run)."""
+    monkeypatch.setattr(_queue, "START_RETRY_S", 0.05)
+    with small_tmpfs(tmp_path / "disk", "4m") as disk:
+        queue = make_queue(disk / "q")
+        await queue.start()
+        for start in range(0, 300, 30):
+            await queue.push(numbered(start, 30, pad=40))
+        (await queue.pop(100, 1 << 20, 1.0)).settle(core.Delivery.DELIVERED)
+        await queue.stop(5)  # its acknowledgement log now has entries to rewrite
+        filler = fill(disk)
+        queue = make_queue(disk / "q")
+        starting = asyncio.create_task(queue.start())
+        done, _ = await asyncio.wait({starting}, timeout=0.5)
+        assert not done, "the start should wait while the disk is full"
+        filler.unlink()
+        await asyncio.wait_for(starting, 10)
+        try:
+            assert await drain(queue) == list(range(100, 300))
+        finally:
+            await queue.stop(5)

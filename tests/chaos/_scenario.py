@@ -11,8 +11,10 @@ the agent (once at a random point, then ~30 ms after a rotation) and the collect
 restarts, and cuts OpenSearch away; then the writer stops, everything drains, both
 daemons get SIGTERM, and every numbered line is counted in OpenSearch and in the store.
 
-What it does not cover: a full state disk (``tests/tail/test_state_disk.py``,
-``tests/agent/test_state_disk.py``), several agents or collectors, TLS.
+With ``disk_full`` the agent's and the collector's state directories are each a tmpfs of
+their own, filled to the last byte for that long (checkpoints, the agent's buffer, the
+collector's queues and dead letters all on it). What it does not cover: several agents or
+collectors, TLS, Elasticsearch (the same bulk code as OpenSearch).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import base64
 import contextlib
 import dataclasses
 import json
+import os
 import queue
 import random
 import re
@@ -150,6 +153,14 @@ class Scenario:
     outage: float = 15.0
     """Seconds OpenSearch is unreachable."""
     sink_outage: bool = True
+    disk_full: float = 0.0
+    """Seconds the agent's state disk and (in another slot) the collector's are full: each
+    is a tmpfs of its own, filled to the last byte (needs root; else skipped, and said)."""
+    agent_disk: str = "512m"
+    collector_disk: str = "3g"
+    rollover: bool = True
+    """Roll the data stream over while the collector is down after each of its kills: what
+    it resends then lands in a new backing index (deduplication across the rollover)."""
     agent_kills: int = 3
     """The first at a random point, the others ~30 ms after a rotation."""
     collector_kills: int = 2
@@ -169,12 +180,19 @@ class Scenario:
         if self.agent_kills:
             order += ["kill_agent"] + ["kill_agent_after_rotation"] * (self.agent_kills - 1)
         order += ["kill_collector"] * self.collector_kills
+        if self.disk_full > 0:
+            order += ["fill_agent_disk", "fill_collector_disk"]
         rng.shuffle(order)
         slots = max(1, len(order))
         width = span / slots
         for k, action in enumerate(order):
             at = width * k + rng.uniform(0.15, 0.6) * width
-            argument = self.outage if action == "cut_sink" else round(rng.uniform(1.0, 3.5), 2)
+            if action == "cut_sink":
+                argument = self.outage
+            elif action.startswith("fill_"):
+                argument = self.disk_full
+            else:
+                argument = round(rng.uniform(1.0, 3.5), 2)
             events.append((round(at, 2), action, argument))
         return events
 
@@ -204,6 +222,11 @@ class Result:
     dead_letters: int
     drain_seconds: float
     exit_codes: dict[str, int]
+    warnings: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Warning and error log lines of every daemon life, by message."""
+    rollovers: int = 0
+    copies_removed: float = 0.0
+    """Rollover copies the collector's last life removed (its counter)."""
 
     def missing(self, found: Counter[int]) -> list[int]:
         return [n for n in range(self.written) if n not in found]
@@ -221,7 +244,10 @@ class Result:
             f"duplicated={self.duplicates(self.opensearch)}; "
             f"store: distinct={len(self.store)} missing={len(self.missing(self.store))} "
             f"duplicated={self.duplicates(self.store)}; dead letters={self.dead_letters}; "
-            f"drain {self.drain_seconds:.0f} s"
+            f"rollovers={self.rollovers} (copies removed by the last collector: "
+            f"{self.copies_removed:.0f}); drain {self.drain_seconds:.0f} s; "
+            f"last agent: { {k: v for k, v in self.agent_lives[-1].metrics.items() if v} }; "
+            f"warnings: {self.warnings}"
         )
 
 
@@ -243,7 +269,10 @@ def scrape(port: int, names: tuple[str, ...] = _AGENT_METRICS) -> dict[str, floa
             continue
         name = line.split("{", 1)[0].split(" ", 1)[0]
         if name in found:
-            found[name] += float(line.rsplit(" ", 1)[1])
+            value = float(line.rsplit(" ", 1)[1])
+            found[name] += value
+            if "{" in line and value:
+                found[line.rsplit(" ", 1)[0]] = value  # each label set too
     return found
 
 
@@ -334,9 +363,30 @@ class OpenSearch:
                 self.call("DELETE", "/_search/scroll", {"scroll_id": scroll_id})
         return found, total
 
+    def rollover(self, stream: str) -> bool:
+        try:
+            self.call("POST", f"/{stream}/_rollover")
+        except urllib.error.HTTPError:
+            return False  # no documents yet: no data stream to roll over
+        return True
+
     def delete_stream(self, stream: str) -> None:
         with contextlib.suppress(urllib.error.HTTPError):
             self.call("DELETE", f"/_data_stream/{stream}")
+
+
+def fill(disk: Path) -> Path:
+    """Fill ``disk`` to the last byte; unlink the returned file to free it."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for size in (1 << 20, 65536, 4096, 512, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * size)
+    finally:
+        os.close(fd)
+    return filler
 
 
 def store_numbers(path: Path) -> Counter[int]:
@@ -393,6 +443,9 @@ class Run:
         self.rotation_times: list[float] = []
         self.truncation_times: list[float] = []
         self.done: dict[str, Any] = {}
+        self.rollovers = 0
+        self._pending: list[tuple[float, Callable[[], None]]] = []
+        self.disks: dict[str, Path] = {}
         self._stop = threading.Event()
         self.samplers: list[Callable[[], None]] = []
         """Called about once a second while the run lasts (the soak bench samples /proc)."""
@@ -505,6 +558,7 @@ class Run:
         writer: subprocess.Popen[str] | None = None
         watcher = threading.Thread(target=self._watch, daemon=True)
         exit_codes: dict[str, int] = {}
+        self._mount_disks()
         try:
             self._start_collector()
             assert self.collector is not None
@@ -526,18 +580,15 @@ class Run:
             )
             threading.Thread(target=self._read_writer, args=(writer,), daemon=True).start()
             begin = time.monotonic()
-            restore_at: float | None = None
             for at, action, argument in schedule:
                 while time.monotonic() - begin < at:
-                    if restore_at is not None and time.monotonic() >= restore_at:
-                        self._restore_sink()
-                        restore_at = None
+                    self._run_due()
                     time.sleep(0.01)
-                restore_at = self._act(action, argument, begin, restore_at)
-            while restore_at is not None and time.monotonic() < restore_at:
+                self._act(action, argument, begin)
+                self._run_due()
+            while self._pending:
+                self._run_due()
                 time.sleep(0.05)
-            if restore_at is not None:
-                self._restore_sink()
             writer.wait(timeout=sc.seconds + 600)
             deadline = time.monotonic() + 10
             while not self.done and time.monotonic() < deadline:
@@ -551,6 +602,11 @@ class Run:
             if life.port is not None:
                 with contextlib.suppress(Exception):
                     life.metrics = scrape(life.port)
+            copies = 0.0
+            with contextlib.suppress(Exception):
+                assert self.collector is not None
+                name = "kloghub_sink_rollover_copies_removed_total"
+                copies = scrape(self.collector.metrics_port(), (name,))[name]
         finally:
             self._stop.set()
             if writer is not None and writer.poll() is None:
@@ -562,6 +618,20 @@ class Run:
                 self.lives[-1].ended = time.time()
             if self.proxy is not None:
                 self.proxy.close()
+        dead_letters = self._dead_letters()
+        self._unmount_disks()
+        warnings: Counter[str] = Counter()
+        for name, daemon in (("agent", self.agent), ("collector", self.collector)):
+            if daemon is None:
+                continue
+            (self.root / f"{name}.log").write_text("".join(daemon.raw))
+            for line in daemon.raw:
+                with contextlib.suppress(ValueError, AttributeError):
+                    entry = json.loads(line)
+                    if entry.get("level") in ("warning", "error", "critical"):
+                        # the HTTP clients' own lines name the URL and the timing
+                        message = re.sub(r"https?://\S+|\[status:.*", "…", entry["message"])
+                        warnings[f"{name}: {message}"] += 1
         found, total = self.os.numbers(self.stream)
         return Result(
             written=written,
@@ -573,50 +643,105 @@ class Run:
             opensearch_total=total,
             store=store_numbers(self.store),
             agent_lives=self.lives,
-            dead_letters=self._dead_letters(),
+            dead_letters=dead_letters,
             drain_seconds=drain_seconds,
             exit_codes=exit_codes,
+            rollovers=self.rollovers,
+            copies_removed=copies,
+            warnings=dict(warnings),
         )
 
-    def _act(
-        self, action: str, argument: float, begin: float, restore_at: float | None
-    ) -> float | None:
+    def _run_due(self) -> None:
+        """Undo what is due of the outages (sink cut, disks full)."""
+        now = time.monotonic()
+        for due, undo in [p for p in self._pending if p[0] <= now]:
+            self._pending.remove((due, undo))
+            undo()
+
+    def _act(self, action: str, argument: float, begin: float) -> None:
         t = time.monotonic() - begin
         if action == "cut_sink":
             assert self.proxy is not None
             self.proxy.cut()
             self.say(f"chaos: {t:6.1f}s OpenSearch cut for {argument}s")
-            return time.monotonic() + argument
-        if action.startswith("kill_agent"):
+            self._pending.append((time.monotonic() + argument, self._restore_sink))
+        elif action.startswith("fill_"):
+            who = action.split("_")[1]
+            disk = self.disks.get(who)
+            if disk is None:
+                self.say(f"chaos: {t:6.1f}s {who} disk full: skipped (no tmpfs: not root?)")
+                return
+            filler = fill(disk)
+            self.say(f"chaos: {t:6.1f}s {who} state disk full for {argument}s")
+
+            def free() -> None:
+                filler.unlink()
+                self.say(f"chaos: {who} state disk has space again")
+
+            self._pending.append((time.monotonic() + argument, free))
+        elif action.startswith("kill_agent"):
             if action == "kill_agent_after_rotation":
                 with contextlib.suppress(queue.Empty):
                     while True:
                         self.rotations.get_nowait()
-                with contextlib.suppress(queue.Empty):
-                    self.rotations.get(timeout=30)
+                give_up = time.monotonic() + 30
+                while time.monotonic() < give_up:
+                    try:
+                        self.rotations.get(timeout=0.02)
+                        break
+                    except queue.Empty:
+                        self._run_due()
                 time.sleep(0.03)
             self._kill_agent()
             self.say(
                 f"chaos: {time.monotonic() - begin:6.1f}s agent SIGKILL ({action}), "
                 f"down {argument}s"
             )
-            time.sleep(argument)
+            self._sleep(argument)
             self._start_agent()
         elif action == "kill_collector":
             assert self.collector is not None
             self.collector.kill()
             self.say(f"chaos: {t:6.1f}s collector SIGKILL, down {argument}s")
-            time.sleep(argument)
+            if self.sc.rollover and self.os.rollover(self.stream):
+                self.rollovers += 1
+                self.say(f"chaos: {self.stream} rolled over")
+            self._sleep(argument)
             self._start_collector()
-        if restore_at is not None and time.monotonic() >= restore_at:
-            self._restore_sink()
-            return None
-        return restore_at
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self._run_due()
+            time.sleep(0.01)
 
     def _restore_sink(self) -> None:
         assert self.proxy is not None
         self.proxy.restore()
         self.say("chaos: OpenSearch reachable again")
+
+    def _mount_disks(self) -> None:
+        if self.sc.disk_full <= 0:
+            return
+        for who, size in (("agent", self.sc.agent_disk), ("collector", self.sc.collector_disk)):
+            where = self.root / "state" / who
+            where.mkdir(parents=True, exist_ok=True)
+            if os.geteuid() != 0:
+                continue
+            done = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                capture_output=True,
+                check=False,
+            )
+            if done.returncode == 0:
+                self.disks[who] = where
+            else:
+                self.say(f"chaos: cannot mount a tmpfs: {done.stderr.decode().strip()}")
+
+    def _unmount_disks(self) -> None:
+        for where in self.disks.values():
+            subprocess.run(["umount", "-l", str(where)], check=False)
+        self.disks.clear()
 
     def _drain(self, written: int) -> None:
         """Wait until both sinks hold at least ``written`` documents and stop growing."""

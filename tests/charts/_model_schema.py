@@ -39,7 +39,9 @@ HOSTPORT_PATTERN = r"^.+:[0-9]{1,5}$"
 FRAGMENTS: dict[str, tuple[type[BaseModel], tuple[str, ...]]] = {
     "agentConfig": (
         _models.AgentConfig,
-        ("node_name", "state_dir", "metrics_addr", "drain_timeout", "outputs"),
+        # detections.notify: the chart wires receivers (and their Secrets) for the
+        # collector only (`notifications`).
+        ("node_name", "state_dir", "metrics_addr", "drain_timeout", "outputs", "detections.notify"),
     ),
     "agentOutput": (_models.OutputConfig, ("url", "username", "tls")),
     "collectorConfig": (
@@ -56,9 +58,12 @@ FRAGMENTS: dict[str, tuple[type[BaseModel], tuple[str, ...]]] = {
             # Not wired by the chart (its certificates and port are not mounted or exposed):
             # refused by helm rather than accepted and broken.
             "audit_webhook",
+            # From the chart's `notifications` (URLs and tokens are Secrets).
+            "detections.notify",
         ),
     ),
     "sinkSettings": (_models.SinkConfig, ("url", "username", "index", "indexer_ack", "tls")),
+    "notifySettings": (_models.NotifyConfig, ("type", "username", "tls")),
 }
 
 

@@ -33,6 +33,9 @@ SECRETS: dict[tuple[str, str], str] = {
     ("edge-user", "password"): f"edge{HOSTILE}pw-b7e2",
     ("agent-users", "agent"): f"agent{HOSTILE}pw-1a2b",
     ("agent-users", "control-plane"): f"control{HOSTILE}plane-pw-3c4d",
+    ("kloghub-slack", "url"): f"https://hooks.example/services/T0/B0/s{HOSTILE}3cr3t",
+    ("kloghub-am", "url"): "http://alertmanager.monitoring:9093",
+    ("kloghub-am", "token"): f"am-token{HOSTILE}9f8e",
     # Certificates are read when a daemon starts, not by the loader: any text stands in.
     ("kloghub-forward-tls", "ca.crt"): "-----BEGIN CERTIFICATE-----\n(test)\n",
     ("kloghub-forward-tls", "tls.crt"): "-----BEGIN CERTIFICATE-----\n(test)\n",
@@ -43,11 +46,39 @@ SECRETS: dict[tuple[str, str], str] = {
     ("kl-kloghub-forward-tls", "tls.crt"): "-----BEGIN CERTIFICATE-----\n(test)\n",
     ("kl-kloghub-forward-tls", "tls.key"): "-----BEGIN PRIVATE KEY-----\n(test)\n",
 }
+
+
+def sigma_rule(title: str, uid: str) -> str:
+    """A small Sigma rule of an operator's own (an audit verb on a resource)."""
+    return (
+        f"title: {title}\nid: {uid}\nlevel: low\n"
+        "logsource: {product: kubernetes, service: audit}\n"
+        "detection:\n  sel: {verb: delete, objectRef.resource: persistentvolumes}\n"
+        "  condition: sel\n"
+    )
+
+
+CONFIGMAPS: dict[str, dict[str, str]] = {
+    # An operator's own ConfigMap of Sigma rules (detectionRules.configMaps).
+    "my-sigma-rules": {
+        "pv-deleted.yml": sigma_rule("PV deleted", "6d1f7c38-3f7e-4c1e-9c77-2b1f0d6a5e01"),
+    },
+}
 CERTIFICATES = frozenset(key for key in SECRETS if key[1].endswith((".crt", ".key")))
 NODE = "node-a"
 
 FORWARD_AUTH = {"sharedKeySecret": {"name": "kloghub-forward", "key": "shared-key"}}
 CA = {"caSecret": {"name": "backend-ca", "key": "ca.crt"}, "verify": True}
+NOTIFICATIONS: list[dict[str, Any]] = [
+    {"type": "slack", "urlSecret": {"name": "kloghub-slack", "key": "url"}},
+    {
+        "type": "alertmanager",
+        "urlSecret": {"name": "kloghub-am", "key": "url"},
+        "tokenSecret": {"name": "kloghub-am", "key": "token"},
+        "tls": CA,
+        "settings": {"group_wait": "10s", "name": "am"},
+    },
+]
 BACKENDS: dict[str, dict[str, Any]] = {
     "elasticsearch": {
         "enabled": True,
@@ -128,6 +159,11 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "store": {"sink": {"retention": "14d"}},
         },
         "metrics": {"serviceMonitor": {"enabled": True}},
+        "notifications": NOTIFICATIONS,
+        "detectionRules": {
+            "inline": {"own.yml": sigma_rule("Own rule", "8e3b2a1c-5d4f-4a6b-9c8d-7e6f5a4b3c2d")},
+            "configMaps": ["my-sigma-rules"],
+        },
     },
 }
 LEVELS = ("crawl", "walk", "run")
@@ -224,6 +260,28 @@ def _secret_files(
     return {item["path"]: data[item["key"]] for item in items}
 
 
+def _configmap_data(manifests: list[Manifest], name: str) -> dict[str, str]:
+    """The keys of ConfigMap ``name``: rendered by the chart, or one of ``CONFIGMAPS``."""
+    for m in find(manifests, "ConfigMap"):
+        if m["metadata"]["name"] == name:
+            return dict(m.get("data") or {})
+    assert name in CONFIGMAPS, f"the pod mounts ConfigMap {name}, which the chart does not make"
+    return CONFIGMAPS[name]
+
+
+def _configmap_volume(directory: Path, data: dict[str, str]) -> None:
+    """A ConfigMap volume as the kubelet lays it out: the files in ``..<timestamp>/``,
+    ``..data`` linking to it, and each key a link through ``..data``."""
+    stamp = directory / "..2026_12_03_10_00_00.000000001"
+    stamp.mkdir(parents=True, exist_ok=True)
+    for key, content in data.items():
+        (stamp / key).write_text(content, encoding="utf-8")
+        (directory / key).unlink(missing_ok=True)
+        (directory / key).symlink_to(f"..data/{key}")
+    (directory / "..data").unlink(missing_ok=True)
+    (directory / "..data").symlink_to(stamp.name)
+
+
 def pod_files(manifests: list[Manifest], workload: Manifest, root: Path) -> dict[str, Path]:
     """Writes the files of the first container's Secret volumes under ``root`` as the
     kubelet mounts them (secret and projected volumes, ``items`` honoured, content byte
@@ -241,11 +299,17 @@ def pod_files(manifests: list[Manifest], workload: Manifest, root: Path) -> dict
             for part in volume["projected"]["sources"]:
                 source = part["secret"]
                 files |= _secret_files(manifests, source["name"], source.get("items"))
+        elif "configMap" in volume and mount["name"] != "config":
+            directory = root / mount["mountPath"].lstrip("/")
+            _configmap_volume(directory, _configmap_data(manifests, volume["configMap"]["name"]))
+            mounted[mount["mountPath"]] = directory
+            continue
         else:
             continue
         directory = root / mount["mountPath"].lstrip("/")
         directory.mkdir(parents=True, exist_ok=True)
         for path, content in files.items():
+            (directory / path).parent.mkdir(parents=True, exist_ok=True)  # items' subfolders
             (directory / path).write_bytes(content.encode())
         mounted[mount["mountPath"]] = directory
     return mounted

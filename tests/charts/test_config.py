@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from kloghub import detect
 from tests.charts import _scenarios as sc
 
 BACKEND_SCENARIOS = [name for name in sc.SCENARIOS if name.startswith("run-")]
@@ -91,3 +92,50 @@ def test_a_secret_with_quote_backslash_and_newline_reaches_the_process_intact(
     assert sink.password.get_secret_value() == sc.SECRETS[("es-creds", "password")]
     assert settings.search.password is not None
     assert settings.search.password.get_secret_value() == sc.SECRETS[("es-creds", "password")]
+
+
+def test_notification_receivers_get_their_url_and_token_from_secrets(render, tmp_path):
+    """If this failed, a receiver set in the chart's values would start without its URL
+    (the collector exits) or with its Secret altered (Slack answers 404 no_service)."""
+    values = {"level": "run", "notifications": sc.NOTIFICATIONS}
+    text, env = sc.pod(render(values), "collector", tmp_path / "root")
+    result = sc.validate(text, "run", tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert sc.SECRETS[("kloghub-slack", "url")] not in result.stdout + result.stderr
+    settings = sc.load(text, tmp_path, env)
+    slack, am = settings.collector.detections.notify
+    assert slack.type == "slack" and slack.url is not None
+    assert slack.url.get_secret_value() == sc.SECRETS[("kloghub-slack", "url")]
+    assert am.name == "am" and am.group_wait == 10.0
+    assert am.token is not None
+    assert am.token.get_secret_value() == sc.SECRETS[("kloghub-am", "token")]
+    assert am.tls.ca_file is not None and am.tls.ca_file.name == "ca.crt"
+
+
+def test_rules_of_your_own_from_values_and_configmaps_are_loaded_after_the_pack(render, tmp_path):
+    """If this failed, an operator's own Sigma rules given to the chart would never run
+    (rules_dirs naming folders no volume fills), or load twice from the ConfigMap layout."""
+    values = {
+        "level": "run",
+        "detectionRules": {
+            "inline": {
+                "mine.yaml": sc.sigma_rule("Inline rule", "0f6c1d2e-3b4a-4c5d-8e9f-a0b1c2d3e4f5")
+            },
+            "configMaps": ["my-sigma-rules"],
+        },
+    }
+    manifests = render(values)
+    text, env = sc.pod(manifests, "collector", tmp_path / "root")
+    result = sc.validate(text, "run", tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    settings = sc.load(text, tmp_path, env)
+    detections = settings.collector.detections
+    assert detections.enabled and detections.default_pack
+    ruleset = detect.load([detect.default_pack(), *detections.rules_dirs])
+    titles = {r.title for r in ruleset.all()}
+    assert {"Inline rule", "PV deleted"} <= titles
+    assert len(ruleset.all()) == len(detect.load([detect.default_pack()]).all()) + 2
+    collector = sc.workload(manifests, "collector")
+    assert collector is not None
+    annotations = collector["spec"]["template"]["metadata"]["annotations"]
+    assert "checksum/rules" in annotations

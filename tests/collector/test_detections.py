@@ -48,7 +48,11 @@ def _get(url: str) -> Any:
         return orjson.loads(resp.read())
 
 
-def _pipeline(tmp_path: Path, ns: str, sinks: list[dict[str, Any]]) -> tuple[Daemon, Daemon]:
+def _pipeline(
+    tmp_path: Path, ns: str, sinks: list[dict[str, Any]], **detections: Any
+) -> tuple[Daemon, Daemon]:
+    """A collector with the default pack (the admin's exec excepted, cluster-admin bindings
+    in dry-run, ``detections`` added) and an agent tailing the fixture's audit log."""
     port = free_port()
     audit = tmp_path / "audit.log"
     shutil.copy(ev.FIXTURE, audit)
@@ -73,6 +77,7 @@ def _pipeline(tmp_path: Path, ns: str, sinks: list[dict[str, Any]]) -> tuple[Dae
                         EXEC: {"exceptions": [{"user.username": "kloghub-admin"}]},
                         CLUSTER_ADMIN: {"mode": "dry-run"},
                     },
+                    **detections,
                 },
             },
         },

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from kloghub import config
+from kloghub import config, core
 from kloghub.detect import _alert, _engine, _notify, _receivers
 from kloghub.runtime import metrics
 from tests import _notify as servers
@@ -447,3 +447,56 @@ def test_submit_needs_no_event_loop_and_only_files_the_alert() -> None:
     notifier = _notify.Notifier([receiver()])
     notifier.submit(exec_alert())
     assert notifier.receivers[0].grouper.held == 1
+
+
+# --------------------------------------------------------------------------- durability
+
+
+def test_a_repeat_of_an_alert_already_notified_is_acknowledged_at_once() -> None:
+    """If this failed, the disk queue would keep (and resend after a restart) submissions
+    that merged into an alert people were already told about."""
+    g = _notify.Grouper(receiver(group_wait=0, group_interval=10), "r")
+    fired: list[core.Delivery] = []
+    first = core.Finalizer(fired.append, 1)
+    g.add(exec_alert(), NOW, WALL, first)
+    (msg,) = g.take(NOW, 10)
+    assert msg.tokens == (first,) and fired == []  # settled by the sender, after delivery
+    riding = core.Finalizer(fired.append, 1)
+    g.add(exec_alert(), NOW + 0.5, WALL + 0.5, riding)  # while the notification is in flight
+    assert fired == []
+    g.done(msg.group_key, core.Delivery.DELIVERED)
+    assert fired == [core.Delivery.DELIVERED]  # settled with the notification it rode on
+    again = core.Finalizer(fired.append, 1)
+    g.add(exec_alert(), NOW + 1, WALL + 1, again)
+    assert fired == [core.Delivery.DELIVERED] * 2
+
+
+async def test_alerts_not_delivered_before_a_stop_are_sent_after_the_restart(tmp_path) -> None:
+    """If this failed, an alert raised while the receiver was down and the collector then
+    restarted would never reach anyone (at-least-once would not hold)."""
+    hook = servers.WebhookServer()
+    cfg = receiver(
+        hook.url,
+        name="durable",
+        group_wait=0,
+        retry={"initial_backoff": 0.05, "max_backoff": 0.1},
+    )
+    first = _notify.Notifier([cfg], tmp_path)
+    await first.start()
+    first.submit(exec_alert())
+    first.submit(variant(exec_alert(), user="mallory"))
+    await _until(lambda: _value(metrics.NOTIFICATIONS_RETRIED, "durable") >= 1)
+    await first.stop(0.5)  # the receiver is down: nothing delivered
+    async with hook:
+        second = _notify.Notifier([cfg], tmp_path)
+        await second.start()
+        try:
+            await hook.wait_for(2)
+        finally:
+            await second.aclose()
+        third = _notify.Notifier([cfg], tmp_path)  # delivered: acknowledged, not resent
+        await third.start()
+        await asyncio.sleep(0.5)
+        await third.aclose()
+    users = sorted(a["labels"]["user"] for b in hook.accepted for a in b["alerts"])
+    assert users == sorted([exec_alert()["user"]["name"], "mallory"])

@@ -109,3 +109,30 @@ def test_the_default_pack_loads() -> None:
     ruleset = detect.load([detect.default_pack()])
     assert len(ruleset.detections) >= 12
     assert {c.type for c in ruleset.correlations} == {"event_count", "value_count"}
+
+
+def test_an_id_that_is_not_a_uuid_string_is_refused_not_crashed_on(tmp_path: Path) -> None:
+    """If this failed, `id: 1` in a user's rule file would crash the collector at start
+    with a traceback from pySigma instead of an error naming the file."""
+    path = tmp_path / "r.yml"
+    path.write_text("title: x\nid: 1\nlevel: high\nlogsource: {product: kubernetes}\n")
+    with pytest.raises(detect.LoadError, match=r"r\.yml:1: .*id must be a UUID string"):
+        detect.load([path])
+    path.write_text(
+        "title: x\nid: not-a-uuid\nlevel: high\nlogsource: {product: kubernetes}\n"
+        "detection: {s: {verb: get}, condition: s}\n"
+    )
+    with pytest.raises(detect.LoadError, match=r"r\.yml:1"):
+        detect.load([path])
+
+
+def test_a_folder_mounted_from_a_configmap_loads_each_rule_once(tmp_path: Path) -> None:
+    """If this failed, rules given to the chart as a ConfigMap would be refused as
+    duplicates: the kubelet keeps each file under ``..data/`` and ``..<timestamp>/`` too."""
+    stamp = tmp_path / "..2026_12_03_10_00_00.123456789"
+    stamp.mkdir()
+    (stamp / "mine.yml").write_text(GOOD)
+    (tmp_path / "..data").symlink_to(stamp.name)
+    (tmp_path / "mine.yml").symlink_to("..data/mine.yml")
+    ruleset = detect.load([tmp_path])
+    assert [d.title for d in ruleset.detections] == ["good"]

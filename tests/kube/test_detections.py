@@ -1,6 +1,7 @@
 """Detections live at level run: activity on the real apiserver (tests/_kube.py) → its audit
 log → the agent → the collector's rules → alerts in OpenSearch, as a responder would see
-them; dry-run and exceptions tuned in the collector's config apply."""
+them, and notified to a webhook receiver (tests/_notify.py); dry-run and exceptions tuned
+in the collector's config apply to both."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests import _notify
 from tests._procs import Daemon, free_port
 
 pytestmark = pytest.mark.integration
@@ -58,7 +60,7 @@ def _alerts(store: str, ns: str) -> list[dict[str, Any]]:
     return [d for d in docs if ns in orjson.dumps(d.get("kubernetes")).decode()]
 
 
-def _start(kube: Any, tmp_path: Path, ns: str, store: str) -> tuple[Daemon, Daemon]:
+def _start(kube: Any, tmp_path: Path, ns: str, store: str, hook: str) -> tuple[Daemon, Daemon]:
     port = free_port()
     collector = Daemon(
         "collector",
@@ -80,6 +82,9 @@ def _start(kube: Any, tmp_path: Path, ns: str, store: str) -> tuple[Daemon, Daem
                         EXEC: {"mode": "dry-run"},
                         PRIVILEGED: {"exceptions": [{"objectRef.namespace": f"{ns}-ci"}]},
                     },
+                    "notify": [
+                        {"type": "webhook", "url": hook, "group_wait": "200ms"},
+                    ],
                 },
             },
         },
@@ -118,16 +123,40 @@ def _start(kube: Any, tmp_path: Path, ns: str, store: str) -> tuple[Daemon, Daem
     return collector, agent
 
 
-def test_activity_on_the_apiserver_raises_alerts_in_opensearch(
+def test_activity_on_the_apiserver_raises_alerts_in_opensearch_and_at_a_webhook(
     kube: Any, tmp_path: Path, opensearch_url: str
 ) -> None:
     """If this failed, a privileged pod, an exec or a cluster-admin binding on a real
-    cluster would raise no alert in the SIEM (or tuning would not apply live)."""
-    from kubernetes import client
-
+    cluster would raise no alert in the SIEM nor reach a receiver (or tuning would not
+    apply live)."""
     ns = f"det-{uuid.uuid4().hex[:8]}"
     store = f"opensearch+http://{opensearch_url.split('://', 1)[1]}"
-    collector, agent = _start(kube, tmp_path, ns, store)
+    with _notify.serving_in_thread(_notify.WebhookServer()) as hook:
+        alerts, notified = _activity_raises_alerts(kube, tmp_path, ns, store, hook)
+    by_rule: dict[str, list[dict[str, Any]]] = {}
+    for alert in alerts:
+        by_rule.setdefault(alert["rule"]["id"], []).append(alert)
+    (binding,) = by_rule[CLUSTER_ADMIN]
+    assert binding["kloghub"]["alert"]["mode"] == "alert"
+    assert binding["kubernetes"]["audit"]["objectRef"]["name"] == f"{ns}-intruder-admin"
+    assert binding["user"]["name"]
+    # The exception: the privileged pod of the excepted namespace raised nothing.
+    assert [a["kubernetes"]["namespace"] for a in by_rule[PRIVILEGED]] == [ns]
+    assert by_rule[PRIVILEGED][0]["event"]["severity"] == 73  # level high
+    assert {a["kloghub"]["alert"]["mode"] for a in by_rule[EXEC]} == {"dry-run"}
+    # Notified: what alerted, not the dry-run exec nor the excepted namespace.
+    labels = [a["labels"] for a in notified]
+    assert EXEC not in {label["rule_id"] for label in labels}
+    assert [label.get("namespace") for label in labels if label["rule_id"] == PRIVILEGED] == [ns]
+
+
+def _activity_raises_alerts(
+    kube: Any, tmp_path: Path, ns: str, store: str, hook: _notify.WebhookServer
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The activity, then the alerts stored and notified about this test's objects."""
+    from kubernetes import client
+
+    collector, agent = _start(kube, tmp_path, ns, store, hook.url)
     try:
         time.sleep(1)  # the agent has opened the audit log at its end
         core, rbac = kube.core(), client.RbacAuthorizationV1Api(kube.admin())
@@ -157,23 +186,16 @@ def test_activity_on_the_apiserver_raises_alerts_in_opensearch(
         while True:
             alerts = _alerts(store, ns)
             rules = {a["rule"]["id"] for a in alerts}
-            if {EXEC, PRIVILEGED, CLUSTER_ADMIN} <= rules:
+            notified = [a for body in hook.accepted for a in body["alerts"] if ns in str(a)]
+            told = {a["labels"]["rule_id"] for a in notified}
+            if {EXEC, PRIVILEGED, CLUSTER_ADMIN} <= rules and {PRIVILEGED, CLUSTER_ADMIN} <= told:
                 break
             assert time.monotonic() < deadline, (
-                f"alerts of {sorted(rules)} only; " + "".join(collector.raw + agent.raw)[-3000:]
+                f"alerts of {sorted(rules)}, notified {sorted(told)} only; "
+                + "".join(collector.raw + agent.raw)[-3000:]
             )
             time.sleep(0.5)
     finally:
         assert agent.stop() == 0
         assert collector.stop() == 0
-    by_rule: dict[str, list[dict[str, Any]]] = {}
-    for alert in alerts:
-        by_rule.setdefault(alert["rule"]["id"], []).append(alert)
-    (binding,) = by_rule[CLUSTER_ADMIN]
-    assert binding["kloghub"]["alert"]["mode"] == "alert"
-    assert binding["kubernetes"]["audit"]["objectRef"]["name"] == f"{ns}-intruder-admin"
-    assert binding["user"]["name"]
-    # The exception: the privileged pod of the excepted namespace raised nothing.
-    assert [a["kubernetes"]["namespace"] for a in by_rule[PRIVILEGED]] == [ns]
-    assert by_rule[PRIVILEGED][0]["event"]["severity"] == 73  # level high
-    assert {a["kloghub"]["alert"]["mode"] for a in by_rule[EXEC]} == {"dry-run"}
+    return alerts, notified

@@ -1,9 +1,10 @@
 """Test doubles for the sinks: a scripted ``_bulk`` server and a TCP proxy that can be cut.
 
-``BulkServer`` speaks just enough of the Elasticsearch/OpenSearch bulk API for the lifecycle
-test and for answers the real servers cannot be made to give on demand (429 with
-``Retry-After``, 401): ``create`` with ``_id`` answers 201 or 409, like the real thing, and
-``script`` can replace the answer to a whole request or the status of single items.
+``BulkServer`` speaks just enough of the Elasticsearch/OpenSearch bulk API (and accepts
+template PUTs) for the lifecycle test and for answers the real servers cannot be made to
+give on demand (429 with ``Retry-After``, 401): ``create`` with ``_id`` answers 201 or
+409, like the real thing, and ``script`` can replace the answer to a whole request or the
+status of single items.
 
 ``Proxy`` forwards TCP connections to a real server; ``cut()`` refuses new connections and
 drops the open ones (the server is unreachable), ``restore()`` listens again on the same port.
@@ -39,6 +40,10 @@ class BulkServer:
         self.requests: list[dict[str, Any]] = []
         self.request_script: RequestScript | None = None
         self.item_script: ItemScript | None = None
+        self.puts: list[tuple[float, str]] = []
+        """(time answered, path) of each template or policy PUT."""
+        self.put_delay = 0.0
+        """Seconds a PUT takes to answer (a slow template installation)."""
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -51,12 +56,20 @@ class BulkServer:
         app.router.add_post("/_bulk", self._bulk)
         app.router.add_put("/_bulk", self._bulk)
         app.router.add_get("/_cluster/health", self._health)
+        app.router.add_put("/{path:_index_template/.*|_component_template/.*}", self._put)
         self._runner, self.port = await serve_app(app, port, ssl_context)
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _put(self, request: web.Request) -> web.Response:
+        """Templates are accepted (after ``put_delay``); policies stay unknown (no ILM/ISM)."""
+        await request.read()
+        await asyncio.sleep(self.put_delay)
+        self.puts.append((time.monotonic(), request.path))
+        return web.json_response({"acknowledged": True}, headers=_PRODUCT)
 
     async def _health(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "green"}, headers=_PRODUCT)

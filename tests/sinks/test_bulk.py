@@ -230,3 +230,18 @@ async def test_https_with_the_configured_ca_file(product: str, self_signed: tupl
     finally:
         await tls_server.stop()
     assert len(tls_server.docs) == 3
+
+
+@pytest.mark.parametrize("product", PRODUCTS)
+async def test_nothing_is_indexed_before_the_templates_are_installed(
+    product: str, server: BulkServer
+) -> None:
+    """If this failed, the first events after a collector start could create a data
+    stream before its template exists, with dynamic mappings for good (seen on
+    Elasticsearch: keyword fields mapped as text, the alert fields untyped)."""
+    server.put_delay = 0.3
+    settled = Settled()
+    await deliver(bulk_sink(product, server), settled, 5)
+    assert server.puts and server.requests
+    last_template = max(t for t, path in server.puts if path.startswith("/_index_template"))
+    assert server.requests[0]["time"] >= last_template

@@ -72,10 +72,11 @@ async def test_envelopes_carry_time_host_source_sourcetype_index_and_fields(hec:
             settled.event(CONTAINERS, "c", doc(1), NS),
             settled.event(AUDIT, "a", {"@timestamp": "x", "kubernetes": {"audit": {}}}, NS),
             settled.event(NODE, "n", {"host": {"name": "node-7"}, "message": "kubelet"}, NS),
+            settled.event("logs-kloghub.alerts-default", "x", {"event": {"kind": "alert"}}, NS),
         ]
     )
     await run(sink, batch, settled)
-    container, audit, node = hec.events
+    container, audit, node, alert = hec.events
     assert container["time"] == pytest.approx(1_700_000_000.123457, abs=1e-6)
     assert container["host"] == "node-1"
     assert container["source"] == "/var/log/pods/shop_web-1_uid/web/0.log"
@@ -91,7 +92,8 @@ async def test_envelopes_carry_time_host_source_sourcetype_index_and_fields(hec:
     assert audit["sourcetype"] == "kube:apiserver:audit"
     assert node["sourcetype"] == "kube:node"
     assert node["host"] == "node-7"
-    assert settled.count(core.Delivery.DELIVERED) == 3
+    assert alert["sourcetype"] == "kloghub:alert"
+    assert settled.count(core.Delivery.DELIVERED) == 4
 
 
 async def test_requests_are_gzipped_and_carry_the_token(hec: _hec.HecServer):

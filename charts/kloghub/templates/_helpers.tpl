@@ -67,6 +67,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "kloghub.configFile" -}}/etc/kloghub/kloghub.yaml{{- end }}
 {{- define "kloghub.tlsDir" -}}/etc/kloghub/tls{{- end }}
 {{- define "kloghub.secretsDir" -}}/etc/kloghub/secrets{{- end }}
+{{- define "kloghub.rulesDir" -}}/etc/kloghub/rules{{- end }}
 {{- define "kloghub.agent.stateDir" -}}/var/lib/kloghub{{- end }}
 {{- define "kloghub.collector.stateDir" -}}/var/lib/kloghub-collector{{- end }}
 {{- define "kloghub.agent.metricsPort" -}}2020{{- end }}
@@ -352,7 +353,94 @@ value is read from `path` (`field`_file), mounted from `key` of Secret `secret`.
 {{- $_ := set $listener "users" $users }}
 {{- $_ := set $cfg "listener" $listener }}
 {{- $_ := set $cfg "sinks" (include "kloghub.collector.sinks" (dict "root" .) | fromYaml).sinks }}
+{{- if .Values.notifications }}
+{{- $detections := dict }}
+{{- if hasKey $cfg "detections" }}{{ $detections = $cfg.detections }}{{ end }}
+{{- $_ := set $detections "notify" (include "kloghub.collector.notify" . | fromYaml).notify }}
+{{- $_ := set $cfg "detections" $detections }}
+{{- end }}
+{{- $ruleDirs := include "kloghub.collector.ruleDirs" . | fromYamlArray }}
+{{- if $ruleDirs }}
+{{- $detections := dict }}
+{{- if hasKey $cfg "detections" }}{{ $detections = $cfg.detections }}{{ end }}
+{{- $given := list }}
+{{- if hasKey $detections "rules_dirs" }}{{ $given = $detections.rules_dirs }}{{ end }}
+{{- $_ := set $detections "rules_dirs" (concat $given $ruleDirs) }}
+{{- $_ := set $cfg "detections" $detections }}
+{{- end }}
 {{- toYaml $cfg }}
+{{- end }}
+
+{{/*
+The folders of .Values.detectionRules as the collector sees them (a YAML list): the
+chart's inline rules, then each ConfigMap of the user's, in the order given.
+*/}}
+{{- define "kloghub.collector.ruleDirs" -}}
+{{- $dirs := list }}
+{{- if .Values.detectionRules.inline }}
+{{- $dirs = append $dirs (printf "%s/inline/" (include "kloghub.rulesDir" .)) }}
+{{- end }}
+{{- range $i, $name := .Values.detectionRules.configMaps }}
+{{- $dirs = append $dirs (printf "%s/%d/" (include "kloghub.rulesDir" $) $i) }}
+{{- end }}
+{{- toYaml $dirs }}
+{{- end }}
+
+{{/*
+The collector's notification receivers (detections.notify) from .Values.notifications:
+settings, plus `*_file` paths of the mounted Secrets (kloghub.notify.secretFiles).
+*/}}
+{{- define "kloghub.collector.notify" -}}
+{{- $out := list }}
+{{- range $i, $n := .Values.notifications }}
+{{- $r := deepCopy (default (dict) $n.settings) }}
+{{- $_ := set $r "type" $n.type }}
+{{- if $n.username }}{{ $_ := set $r "username" $n.username }}{{ end }}
+{{- range $ref := include "kloghub.notify.secretFiles" (dict "root" $ "index" $i "receiver" $n) | fromYamlArray }}
+{{- if eq $ref.field "ca" }}
+{{- $_ := set $r "tls" (dict "ca_file" $ref.path "verify" $n.tls.verify) }}
+{{- else }}
+{{- $_ := set $r (printf "%s_file" $ref.field) $ref.path }}
+{{- end }}
+{{- end }}
+{{- if and $n.tls (not $n.tls.verify) (not $n.tls.caSecret.name) }}
+{{- $_ := set $r "tls" (dict "verify" false) }}
+{{- end }}
+{{- $out = append $out $r }}
+{{- end }}
+{{- toYaml (dict "notify" $out) }}
+{{- end }}
+
+{{/*
+The Secret-backed files of notification receiver `index`; call with (dict "root" $
+"index" I "receiver" VALUES). A YAML list of {field, secret, key, file, path}, files under
+<secretsDir>/notify/<index>/.
+*/}}
+{{- define "kloghub.notify.secretFiles" -}}
+{{- $n := .receiver }}
+{{- $dir := printf "%s/notify" (include "kloghub.secretsDir" .root) }}
+{{- $refs := list }}
+{{- if not $n.urlSecret.name }}
+{{- fail (printf "notifications[%d].urlSecret.name is required: the receiver's URL is read from that Secret" (int .index)) }}
+{{- end }}
+{{- $refs = append $refs (dict "field" "url" "secret" $n.urlSecret.name "key" $n.urlSecret.key "file" "url") }}
+{{- if and $n.tokenSecret $n.tokenSecret.name }}
+{{- $refs = append $refs (dict "field" "token" "secret" $n.tokenSecret.name "key" $n.tokenSecret.key "file" "token") }}
+{{- end }}
+{{- if and $n.passwordSecret $n.passwordSecret.name }}
+{{- if not $n.username }}
+{{- fail (printf "notifications[%d].username is required with passwordSecret" (int .index)) }}
+{{- end }}
+{{- $refs = append $refs (dict "field" "password" "secret" $n.passwordSecret.name "key" $n.passwordSecret.key "file" "password") }}
+{{- end }}
+{{- if and $n.tls $n.tls.caSecret.name }}
+{{- $refs = append $refs (dict "field" "ca" "secret" $n.tls.caSecret.name "key" $n.tls.caSecret.key "file" "ca.crt") }}
+{{- end }}
+{{- range $refs }}
+{{- $_ := set . "file" (printf "%d/%s" (int $.index) .file) }}
+{{- $_ := set . "path" (printf "%s/%s" $dir .file) }}
+{{- end }}
+{{- toYaml $refs }}
 {{- end }}
 
 {{/* The search: section of the collector's config file, when a backend can be searched. */}}

@@ -10,8 +10,8 @@
   decode the chunks into records (``outputs.decoded``).
 - ``store:PATH`` (level crawl) keeps ECS documents in the node's embedded store, searchable
   with ``kloghub search``: the agent normalizes as the collector would, and with
-  ``detections.enabled`` runs the rules on them (the node's own audit log) and stores the
-  alerts next to them.
+  ``detections.enabled`` runs the rules on them (the node's own audit log), stores the
+  alerts next to them and sends them to ``detections.notify`` receivers.
 
 Components start in dependency order and stop in reverse, so that the source stops
 reading first and the buffer closes last, after the output's final acknowledgements.
@@ -68,10 +68,15 @@ class _NormalizingStore(store.StoreSink):
     with ``detections``, the alerts they raise are stored with them (in the same batch,
     so the tailer's checkpoint moves only once they are committed)."""
 
-    def __init__(self, path: Path, detections: config.DetectionsConfig) -> None:
+    def __init__(
+        self, path: Path, detections: config.DetectionsConfig, state_dir: Path | None = None
+    ) -> None:
         super().__init__(path)
+        self._state_dir = state_dir
+        """Where the notifier keeps the alerts it has not notified yet."""
         self._normalize = normalize.Normalizer(config.NormalizerConfig())
         self._detect: detect.Stage | None = None
+        self._notify = detections.notify
         if detections.enabled:
             from kloghub import detect  # pySigma is loaded only where rules run
 
@@ -79,12 +84,26 @@ class _NormalizingStore(store.StoreSink):
                 detections, self._normalize.namespace, where="agent.detections"
             )
 
+    def notifier(self) -> detect.Notifier | None:
+        """The alert notifier of ``detections.notify`` (a component to run), or None."""
+        if self._detect is None or not self._notify:
+            return None
+        from kloghub import detect
+
+        notifier = detect.Notifier(self._notify, self._state_dir)
+        self._detect.on_alert.append(notifier.submit)
+        return notifier
+
     async def send(self, batch: core.Batch) -> None:
         normalizer = self._normalize
         docs = [normalizer(event) for event in batch.events]
-        if self._detect is not None:
-            docs.extend(self._detect(docs))
+        alerts = self._detect(docs) if self._detect is not None else None
+        if alerts:
+            docs.extend(alerts)
         await super().send(core.Batch(docs))
+        if alerts:
+            assert self._detect is not None
+            self._detect.notify(alerts)
 
 
 def _local_output(cfg: config.AgentConfig) -> outputs.FileOutput | store.StoreSink:
@@ -100,7 +119,9 @@ def _local_output(cfg: config.AgentConfig) -> outputs.FileOutput | store.StoreSi
         return outputs.FileOutput(Path(rest))
     if scheme == "stdout":
         return outputs.FileOutput(None)
-    return _NormalizingStore(store.path_from_url(cfg.outputs[0].url), cfg.detections)
+    return _NormalizingStore(
+        store.path_from_url(cfg.outputs[0].url), cfg.detections, cfg.state_dir / "notify"
+    )
 
 
 def _watchers_and_decider(
@@ -163,5 +184,7 @@ def build(cfg: config.AgentConfig) -> runtime.Daemon:
         components = [*watchers, queue, output, pump, source(queue.push_chunk)]
     else:
         local = _local_output(cfg)
-        components = [*watchers, local, source(_decoding(local.send))]
+        notifier = local.notifier() if isinstance(local, _NormalizingStore) else None
+        components = [*watchers, *([notifier] if notifier else []), local]
+        components.append(source(_decoding(local.send)))
     return runtime.Daemon("agent", components, cfg.metrics_addr, cfg.drain_timeout, readiness)

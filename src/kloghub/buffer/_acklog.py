@@ -88,8 +88,12 @@ class AckLog:
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
-        finally:
+        except BaseException:
             os.close(fd)
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # a full disk: the half-written copy must not keep the space
+            raise
+        os.close(fd)
         tmp.replace(self.path)
         fsync_directory(self.path.parent)
         new_fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)

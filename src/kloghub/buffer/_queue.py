@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -49,6 +50,8 @@ _ACK_SYNC_INTERVAL = 1.0
 """The power-cut window of acknowledgements (SIGKILL loses none)."""
 _ACK_COMPACT_BYTES = 1 << 20
 _MAX_BACKOFF = 5.0
+START_RETRY_S = 1.0
+"""How often a queue whose disk was full at start tries again to rewrite its acknowledgements."""
 _REASON_FULL = "buffer_full"
 _REASON_CORRUPT = "buffer_corrupt"
 _FRAME_SIZE = _segment.FRAME.size
@@ -332,6 +335,7 @@ class DiskQueue(core.Service):
 
     async def _on_start(self) -> None:
         await asyncio.to_thread(self._recover)
+        await self._open_acks()
         self.spawn("writer", self._write_loop())
         self.spawn("acks", self._ack_loop())
 
@@ -415,7 +419,6 @@ class DiskQueue(core.Service):
         # Ids never go back, even past segments deleted after their last acknowledgement:
         # an old entry must never match a new segment.
         self._next_id = highest + 1
-        self._compact()
         self._gauge.set(self._disk_bytes)
         if self._segments:
             _log.info(
@@ -444,6 +447,30 @@ class DiskQueue(core.Service):
                 "them, or move the directory away"
             )
         path.write_text(self._codec + "\n")
+
+    async def _open_acks(self) -> None:
+        """Rewrite the acknowledgement log (compacted) and open it for appending. While the
+        disk is full this waits and tries again: the process stays up (a collector that
+        is not listening yet, an agent that is not reading) and starts by itself when
+        space returns, instead of failing its start into a crash loop."""
+        warned = False
+        while True:
+            try:
+                await asyncio.to_thread(self._compact)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                if not warned:
+                    warned = True
+                    _log.warning(
+                        "disk queue cannot start: its disk is full; waiting for space",
+                        extra={"queue": self.name, "path": str(self.directory)},
+                    )
+                await asyncio.sleep(START_RETRY_S)
+                continue
+            if warned:
+                _log.info("disk queue has space again; starting", extra={"queue": self.name})
+            return
 
     def _recover_segment(self, sid: int, path: Path) -> _segment.Segment | None:
         try:

@@ -69,8 +69,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
     test.add_argument("--until", metavar="WHEN", help="same forms as --since (excluded)")
     where = test.add_mutually_exclusive_group()
     where.add_argument("--store", metavar="URL", help="store:PATH (default: search.store)")
-    where.add_argument("--elasticsearch", metavar="URL", help="https://host:9200")
-    where.add_argument("--opensearch", metavar="URL", help="https://host:9200")
+    cluster = "https://host:9200 (credentials and TLS: the search: section)"
+    where.add_argument("--elasticsearch", metavar="URL", help=cluster)
+    where.add_argument("--opensearch", metavar="URL", help=cluster)
     test.add_argument("--index", metavar="PATTERN", default="logs-kubernetes.*",
                       help="data streams to read (default logs-kubernetes.*)")  # fmt: skip
     test.add_argument("--format", choices=("table", "json"), default="table")
@@ -95,7 +96,12 @@ def rules(args: argparse.Namespace, settings: config.Settings) -> int:
     try:
         if args.action == "validate":
             return _validate(args.paths)
-        cfg = settings.collector.detections
+        # The rules that run at this level: the agent's at crawl, the collector's above.
+        cfg = (
+            settings.agent.detections
+            if settings.level == "crawl"
+            else settings.collector.detections
+        )
         if getattr(args, "rules", None):
             cfg = cfg.model_copy(update={"rules_dirs": [*cfg.rules_dirs, *args.rules]})
         if args.action == "export":

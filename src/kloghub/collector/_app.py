@@ -10,7 +10,7 @@ With ``detections.enabled``, the documents of each batch go through the detectio
 (``detect.Stage``) after normalization; the alerts it raises are documents of the
 ``kloghub.alerts`` data stream pushed with the batch into every queue, and once that push
 returned (the alerts are durable) those of mode ``alert`` are handed to the stage's
-``on_alert`` hooks — where notifications plug in (:func:`build`).
+``on_alert`` hooks: the notifier of ``detections.notify`` (:func:`build`).
 
 Components start in order (dead letters, queues, sinks, pumps, listener) and stop in
 reverse: the listener stops accepting first, and queues close last.
@@ -156,9 +156,15 @@ def build(cfg: config.CollectorConfig) -> runtime.Daemon:
     ]
     normalizer = normalize.Normalizer(cfg.normalizer)
     detections = _detections(cfg, normalizer)
-    # Notifications: a receiver of alert documents (mode alert, once stored in every sink
-    # queue) is appended to ``detections.on_alert`` here, and its component to
-    # ``components`` below; a hook must not block (it queues and returns).
+    # Notifications: the notifier receives alert documents (mode alert, once stored in
+    # every sink queue) through ``detections.on_alert``; submit files them and returns.
+    notifier: list[core.Component] = []
+    if detections is not None and cfg.detections.notify:
+        from kloghub import detect
+
+        sender = detect.Notifier.from_config(cfg.detections, cfg.state_dir / "notify")
+        detections.on_alert.append(sender.submit)
+        notifier.append(sender)
     router = _Router(normalizer, queues, detections)
     budget = core.Budget(int(cfg.max_in_flight_bytes))
     listener = transport.ForwardServer(cfg.listen, cfg.listener, router.deliver, budget=budget)
@@ -167,6 +173,7 @@ def build(cfg: config.CollectorConfig) -> runtime.Daemon:
         *queues,
         *built,
         *pumps,
+        *notifier,  # started before the listener, stopped after it (drains what is left)
         listener,
         _MemoryTrim(budget),
     ]

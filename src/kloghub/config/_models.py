@@ -259,10 +259,13 @@ class NotifyConfig(SecretFilesModel):
     """At most this many notifications (requests) per minute to this receiver; groups
     that are due wait for their turn (unset: no limit)."""
     max_pending: int = Field(default=10_000, ge=1)
-    """Alerts held for this receiver (waiting in groups or in flight); beyond it new
-    alerts are dropped for this receiver and counted. Held in memory: alerts not yet
-    notified when the collector stops are not notified after the restart (the alert
-    documents are in the sinks)."""
+    """Alerts held in memory for this receiver (waiting in groups, in flight, or remembered
+    until resolved); beyond it, alerts wait in the disk queue (``queue_max_bytes``), and
+    alerts submitted faster than the disk takes them are dropped and counted."""
+    queue_max_bytes: Size = Size(64 * 1024 * 1024)
+    """Alerts not yet notified are kept in a disk queue (``<state_dir>/notify/<name>``)
+    until the receiver accepted them, so that a restart notifies them then; beyond this
+    many bytes the oldest are dropped (``kloghub_records_dropped{reason="buffer_full"}``)."""
     max_alerts: int = Field(default=50, ge=1)
     """Alerts listed in one notification; the rest are counted as truncated."""
     generator_url: str | None = None

@@ -15,22 +15,14 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-from kloghub.detect import _engine
+from kloghub.detect import _engine, _receivers
 
 __all__ = ["Backtest", "RuleSummary", "as_json", "render"]
 
 
-def _get(doc: dict[str, Any], dotted: str) -> Any:
-    node: Any = doc
-    for part in dotted.split("."):
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part)
-    return node
-
-
 def _namespace(doc: dict[str, Any]) -> str:
-    ns = _get(doc, "kubernetes.audit.objectRef.namespace") or _get(doc, "kubernetes.namespace")
+    get = _receivers.get
+    ns = get(doc, "kubernetes.audit.objectRef.namespace") or get(doc, "kubernetes.namespace")
     return str(ns) if ns else "-"
 
 
@@ -56,7 +48,7 @@ class RuleSummary:
         self.events += alert.count
         self.first_ns = min(self.first_ns or alert.first_ns, alert.first_ns)
         self.last_ns = max(self.last_ns, alert.last_ns)
-        user = _get(alert.doc, "user.name")
+        user = _receivers.get(alert.doc, "user.name")
         key = (str(user) if user else "-", _namespace(alert.doc))
         slot = self.groups.setdefault(key, [0, alert.first_ns, alert.last_ns])
         slot[0] += 1

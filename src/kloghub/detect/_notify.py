@@ -33,16 +33,27 @@ window); a due group waits for its turn and keeps collecting alerts meanwhile.
 alive at once (a group has at most one): a receiver that hangs holds its own slots until
 ``timeout``, never the caller.
 
-**Bound**: a receiver holds at most ``max_pending`` alerts (waiting, in flight, or
-remembered until resolved, for de-duplication). A new alert beyond that is dropped for this
-receiver, counted in ``kloghub_notifications_dropped{reason="queue_full"}``, logged (once
-per burst) and announced in the receiver's next notification (``droppedAlerts``).
+**Durability** (with a ``state_dir``, as the collector and the agent run it): each
+receiver keeps the alerts it was given in a disk queue (``kloghub.buffer.DiskQueue``,
+``<state_dir>/<receiver>``) and acknowledges an entry only once the notification that
+carries it was accepted (or given up), or once it merged into an alert already notified.
+A collector that stops or crashes with alerts not yet notified notifies them after the
+restart (at-least-once: after a crash, a notification in flight may be sent twice).
+``submit`` itself never waits for the disk: it appends to an in-memory inbox that a
+background task writes to the queue (a crash within those milliseconds loses the alerts'
+notification, not their documents, which are in the sinks by then).
 
-Known limitations: the groups are in memory. Alerts not yet notified when the collector
-stops (after the drain, which sends what is waiting and gives requests in flight until
-the stop timeout) are not notified after the restart; their alert documents are in the
-sinks. A chunk an agent sends again is detected again: its alerts carry the same labels
-and merge into the alert already held (not notified twice) while it is remembered.
+**Bounds**: a receiver holds at most ``max_pending`` alerts in memory (waiting, in flight,
+or remembered until resolved, for de-duplication); beyond that, alerts wait in the disk
+queue, which keeps at most ``queue_max_bytes`` (then its oldest entries are dropped,
+``kloghub_records_dropped{reason="buffer_full"}``). Without a ``state_dir``, or when the
+inbox itself reaches ``max_pending`` (the disk does not keep up), a new alert is dropped
+for this receiver, counted in ``kloghub_notifications_dropped{reason="queue_full"}``,
+logged (once per burst) and announced in the receiver's next notification
+(``droppedAlerts``).
+
+A chunk an agent sends again is detected again: its alerts carry the same labels and merge
+into the alert already held (not notified twice) while it is remembered.
 """
 
 from __future__ import annotations
@@ -54,14 +65,16 @@ import datetime as dt
 import functools
 import logging
 import math
+import re
 import time
 from collections import deque
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import tenacity
 
-from kloghub import config, core
+from kloghub import buffer, config, core
 from kloghub.detect import _receivers
 
 __all__ = ["CONCURRENCY", "Grouper", "Notifier"]
@@ -72,6 +85,8 @@ CONCURRENCY = 4
 """Requests alive at once per receiver (each group has at most one)."""
 
 _WINDOW = 60.0
+_FULL_POLL = 0.2
+"""How often a durable receiver whose memory bound is reached looks again."""
 
 
 class _Retry(Exception):  # noqa: N818 - a signal to tenacity, not an error to report
@@ -121,6 +136,8 @@ class _Alert:
     count: int
     notified_at: float | None = None
     notified_count: int = 0
+    tokens: list[core.Finalizer] = dataclasses.field(default_factory=list)
+    """Queue acknowledgements of the submissions this alert stands for, not yet notified."""
 
 
 @dataclasses.dataclass
@@ -131,6 +148,16 @@ class _Group:
     alerts: dict[str, _Alert] = dataclasses.field(default_factory=dict)
     last_sent: float | None = None
     in_flight: bool = False
+    riders: list[core.Finalizer] = dataclasses.field(default_factory=list)
+    """Acknowledgements of repeats that merged into alerts of the notification in flight:
+    settled with its outcome."""
+
+
+def _settle(
+    tokens: Iterable[core.Finalizer], status: core.Delivery = core.Delivery.DELIVERED
+) -> None:
+    for token in tokens:
+        token.settle(status)
 
 
 class Grouper:
@@ -155,8 +182,13 @@ class Grouper:
             return dict(labels)
         return {k: labels[k] for k in self._cfg.group_by if k in labels}
 
-    def add(self, doc: dict[str, Any], now: float, wall: float) -> float | None:
-        """File ``doc``; the time its group is due, or None when it was dropped (full)."""
+    def add(
+        self, doc: dict[str, Any], now: float, wall: float, token: core.Finalizer | None = None
+    ) -> float | None:
+        """File ``doc``; the time its group is due, or None when it was dropped (full: the
+        caller settles ``token``). ``token`` (a durable queue entry's acknowledgement) is
+        settled once the alert it joined is notified, or at once when it joined an alert
+        already notified that is not to be sent again."""
         labels = _receivers.labels_of(doc)
         glabels = self._group_labels(labels)
         key = _receivers.fingerprint(glabels)
@@ -164,13 +196,21 @@ class Grouper:
         group = self._groups.get(key)
         alert = group.alerts.get(fp) if group is not None else None
         count = _count(doc)
-        if alert is not None and alert.last_seen + self._cfg.resolve_timeout > now:
+        if alert is not None and (alert.notified_at is None or not self._resolved(alert, now)):
             alert.count += count
             alert.doc = doc
             alert.annotations = _receivers.annotations_of(doc)
             alert.last_seen = now
             alert.last_seen_wall = wall
-            return self._due(group, now) if group is not None else None
+            if token is not None:
+                if alert.notified_at is None or self._wanted(alert, now):
+                    alert.tokens.append(token)
+                elif group is not None and group.in_flight:
+                    group.riders.append(token)
+                else:
+                    token.settle(core.Delivery.DELIVERED)
+            assert group is not None
+            return self._due(group, now)
         if alert is None and self.held >= self._cfg.max_pending:
             self.dropped += 1
             self.dropped_total += 1
@@ -179,6 +219,8 @@ class Grouper:
             group = self._groups[key] = _Group(key, glabels, now)
         if alert is None:
             self.held += 1
+        else:
+            _settle(alert.tokens)
         # New, or resolved and seen again (new again).
         group.alerts[fp] = _Alert(
             fp,
@@ -189,6 +231,7 @@ class Grouper:
             now,
             wall,
             count,
+            tokens=[token] if token is not None else [],
         )
         return self._due(group, now)
 
@@ -231,6 +274,7 @@ class Grouper:
             if self._resolved(alert, now):
                 del group.alerts[fp]
                 self.held -= 1
+                _settle(alert.tokens)
             else:
                 nxt = min(nxt, alert.last_seen + self._cfg.resolve_timeout)
         return nxt
@@ -302,9 +346,12 @@ class Grouper:
             )
             for a in listed
         )
+        tokens: list[core.Finalizer] = []
         for alert in wanted:
             alert.notified_at = now
             alert.notified_count = alert.count
+            tokens += alert.tokens
+            alert.tokens = []
         group.last_sent = now
         group.in_flight = True
         self._sent.append(now)
@@ -317,13 +364,18 @@ class Grouper:
             truncated=len(wanted) - len(listed),
             dropped=dropped,
             generator_url=cfg.generator_url,
+            tokens=tuple(tokens),
         )
 
-    def done(self, group_key: str) -> None:
-        """The notification of ``group_key`` is settled (delivered or given up)."""
+    def done(self, group_key: str, status: core.Delivery | None = core.Delivery.DELIVERED) -> None:
+        """The notification of ``group_key`` is settled with ``status`` (None: cut short by a
+        stop; what rode on it stays unacknowledged, to be sent after the restart)."""
         group = self._groups.get(group_key)
         if group is not None:
             group.in_flight = False
+            riders, group.riders = group.riders, []
+            if status is not None:
+                _settle(riders, status)
 
 
 class _Receiver:
@@ -358,6 +410,11 @@ class _Receiver:
         self.dropped = metrics.NOTIFICATIONS_DROPPED.labels(self.name, "queue_full")
         self.pending = metrics.NOTIFICATIONS_PENDING.labels(self.name)
         self.warned = False
+        self.queue: buffer.DiskQueue | None = None
+        """Alerts not notified yet, durable (with a ``state_dir``)."""
+        self.inbox: list[dict[str, Any]] = []
+        """Submitted alerts on their way into ``queue``."""
+        self.inbox_wake = asyncio.Event()
         self.jitter = tenacity.wait_random_exponential(
             multiplier=cfg.retry.initial_backoff, max=cfg.retry.max_backoff
         )
@@ -368,14 +425,27 @@ class Notifier(core.Service):
 
     name = "notifier"
 
-    def __init__(self, receivers: Iterable[config.NotifyConfig]) -> None:
+    def __init__(
+        self, receivers: Iterable[config.NotifyConfig], state_dir: Path | None = None
+    ) -> None:
         super().__init__()
         self.receivers = [_Receiver(cfg, i) for i, cfg in enumerate(receivers)]
         self.skipped_dry_run = 0
+        if state_dir is not None:
+            for r in self.receivers:
+                size = int(r.cfg.queue_max_bytes)
+                queue = config.QueueConfig(
+                    max_bytes=r.cfg.queue_max_bytes,
+                    segment_bytes=config.Size(max(4096, min(4 * 1024 * 1024, size // 4))),
+                    when_full="drop_oldest",
+                )
+                folder = state_dir / re.sub(r"[^A-Za-z0-9._-]", "_", r.name)
+                r.queue = buffer.DiskQueue(folder, queue, f"notify-{r.name}")
 
     @classmethod
-    def from_config(cls, cfg: config.DetectionsConfig) -> Notifier:
-        return cls(cfg.notify)
+    def from_config(cls, cfg: config.DetectionsConfig, state_dir: Path | None = None) -> Notifier:
+        """The notifier of ``cfg.notify``; durable under ``state_dir`` when given."""
+        return cls(cfg.notify, state_dir)
 
     # ------------------------------------------------------------------ the hot path
 
@@ -388,20 +458,33 @@ class Notifier(core.Service):
             return
         now, wall = time.monotonic(), time.time()
         for r in self.receivers:
+            if r.queue is not None:
+                if len(r.inbox) >= r.cfg.max_pending:
+                    r.grouper.dropped += 1  # announced in the next notification
+                    r.grouper.dropped_total += 1
+                    self._dropped(r)
+                    continue
+                r.inbox.append(alert_doc)
+                r.inbox_wake.set()
+                continue
             due = r.grouper.add(alert_doc, now, wall)
             r.pending.set(r.grouper.held)
             if due is None:
-                r.dropped.inc()
-                if not r.warned:
-                    r.warned = True
-                    _log.warning(
-                        "notification queue full; alerts are dropped for this receiver",
-                        extra={"receiver": r.name, "max_pending": r.cfg.max_pending},
-                    )
+                self._dropped(r)
                 continue
             r.warned = False
             if due < r.planned:
                 r.wake.set()
+
+    @staticmethod
+    def _dropped(r: _Receiver) -> None:
+        r.dropped.inc()
+        if not r.warned:
+            r.warned = True
+            _log.warning(
+                "notification queue full; alerts are dropped for this receiver",
+                extra={"receiver": r.name, "max_pending": r.cfg.max_pending},
+            )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -423,9 +506,16 @@ class Notifier(core.Service):
                 timeout=aiohttp.ClientTimeout(total=r.cfg.timeout),
             )
             self.spawn(f"receiver-{r.name}", self._run(r))
+            if r.queue is not None:
+                await r.queue.start()
+                self.spawn(f"queue-in-{r.name}", self._write(r))
+                self.spawn(f"queue-out-{r.name}", self._read(r))
 
     async def _on_drain(self) -> None:
         for r in self.receivers:
+            if r.queue is not None and r.inbox:  # durable first; the reader may not get to it
+                docs, r.inbox = r.inbox, []
+                await r.queue.push(core.Batch(_event(doc) for doc in docs))
             r.draining = True
             r.wake.set()
         await asyncio.gather(*(r.drained.wait() for r in self.receivers))
@@ -439,10 +529,69 @@ class Notifier(core.Service):
             if r.session is not None:
                 await r.session.close()
                 r.session = None
+            if r.queue is not None:
+                await r.queue.stop(5.0)  # what was not notified is sent after the restart
+
+    # ------------------------------------------------------------------ the disk queue
+
+    async def _write(self, r: _Receiver) -> None:
+        assert r.queue is not None
+        while True:
+            await r.inbox_wake.wait()
+            r.inbox_wake.clear()
+            while r.inbox:
+                docs, r.inbox = r.inbox, []
+                try:
+                    await r.queue.push(core.Batch(_event(doc) for doc in docs))
+                except Exception:  # noqa: BLE001 - notifications must never stop ingestion
+                    r.dropped.inc(len(docs))
+                    _log.exception(
+                        "alerts could not be queued for notification; dropped",
+                        extra={"receiver": r.name, "alerts": len(docs)},
+                    )
+                    await asyncio.sleep(_FULL_POLL)
+
+    async def _read(self, r: _Receiver) -> None:
+        while True:
+            try:
+                await self._read_some(r)
+            except Exception:  # noqa: BLE001 - notifications must never stop ingestion
+                _log.exception("reading the notification queue failed", extra={"receiver": r.name})
+                await asyncio.sleep(1.0)
+
+    async def _read_some(self, r: _Receiver) -> None:
+        assert r.queue is not None
+        while True:
+            # The memory bound is reached: the rest waits on disk. (held shrinks in the
+            # grouper's own scans; a poll is simpler than an event there.)
+            while r.grouper.held >= r.cfg.max_pending:  # noqa: ASYNC110
+                await asyncio.sleep(_FULL_POLL)
+            batch = await r.queue.pop(256, 4 * 1024 * 1024, timeout=1.0)
+            now, wall = time.monotonic(), time.time()
+            for event in batch.events:
+                token = event.finalizer
+                due = r.grouper.add(event.record, now, wall, token)
+                if due is None:
+                    self._dropped(r)
+                    if token is not None:
+                        token.settle(core.Delivery.DROPPED)
+                    continue
+                r.warned = False
+                if due < r.planned:
+                    r.wake.set()
+            r.pending.set(r.grouper.held)
 
     # ------------------------------------------------------------------ the loop
 
     async def _run(self, r: _Receiver) -> None:
+        while True:
+            try:
+                await self._schedule(r)
+            except Exception:  # noqa: BLE001 - notifications must never stop ingestion
+                _log.exception("the notification loop failed", extra={"receiver": r.name})
+                await asyncio.sleep(1.0)
+
+    async def _schedule(self, r: _Receiver) -> None:
         while True:
             r.wake.clear()
             now = time.monotonic()
@@ -513,6 +662,7 @@ class Notifier(core.Service):
             before_sleep=before_sleep,
             reraise=True,
         )
+        status: core.Delivery | None = None
         try:
             async for attempt in retrying:
                 with attempt:
@@ -522,6 +672,8 @@ class Notifier(core.Service):
                     await self._post(r, data)
         except (_Retry, core.PermanentError) as exc:
             r.failed.inc()
+            status = core.Delivery.DROPPED
+            _settle(msg.tokens, status)
             _log.error(
                 "notification given up",
                 extra={
@@ -533,8 +685,10 @@ class Notifier(core.Service):
             )
         else:
             r.sent.inc()
+            status = core.Delivery.DELIVERED
+            _settle(msg.tokens, status)
         finally:
-            r.grouper.done(msg.group_key)
+            r.grouper.done(msg.group_key, status)
 
     async def _post(self, r: _Receiver, data: bytes) -> None:
         import aiohttp
@@ -552,6 +706,10 @@ class Notifier(core.Service):
         if status in (408, 429) or status >= 500:
             raise _Retry(reason, retry_after)
         raise core.PermanentError(reason)
+
+
+def _event(doc: dict[str, Any]) -> core.Event:
+    return core.Event("alert", time.time_ns(), doc)
 
 
 def _retry_after(value: str | None) -> float | None:

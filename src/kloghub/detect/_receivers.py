@@ -32,6 +32,8 @@ import datetime as dt
 import hashlib
 from typing import Any
 
+from kloghub import core
+
 __all__ = [
     "SLACK_MAX_TEXT",
     "Item",
@@ -39,6 +41,7 @@ __all__ = [
     "annotations_of",
     "body",
     "fingerprint",
+    "get",
     "iso",
     "labels_of",
 ]
@@ -47,7 +50,8 @@ SLACK_MAX_TEXT = 3000
 """Slack advises keeping ``text`` to a few thousand characters (it truncates at 40,000)."""
 
 
-def _get(doc: dict[str, Any], dotted: str) -> Any:
+def get(doc: dict[str, Any], dotted: str) -> Any:
+    """The value at the dotted path ``dotted`` of ``doc`` (nested maps only), or None."""
     node: Any = doc
     for part in dotted.split("."):
         if not isinstance(node, dict):
@@ -66,20 +70,20 @@ def _text(value: Any) -> str:
 
 def labels_of(doc: dict[str, Any]) -> dict[str, str]:
     """The labels (identity) of an alert document; empty values left out."""
-    ref = _get(doc, "kubernetes.audit.objectRef")
+    ref = get(doc, "kubernetes.audit.objectRef")
     ref = ref if isinstance(ref, dict) else {}
     resource = _text(ref.get("resource"))
     if resource and ref.get("subresource"):
         resource = f"{resource}/{ref['subresource']}"
-    namespace = _text(ref.get("namespace")) or _text(_get(doc, "kubernetes.namespace"))
+    namespace = _text(ref.get("namespace")) or _text(get(doc, "kubernetes.namespace"))
     found = {
-        "alertname": _text(_get(doc, "rule.name")),
-        "rule_id": _text(_get(doc, "rule.id")),
-        "severity": _text(_get(doc, "kloghub.alert.severity")),
-        "user": _text(_get(doc, "user.name")),
+        "alertname": _text(get(doc, "rule.name")),
+        "rule_id": _text(get(doc, "rule.id")),
+        "severity": _text(get(doc, "kloghub.alert.severity")),
+        "user": _text(get(doc, "user.name")),
         "namespace": namespace,
         "resource": resource,
-        "name": _text(ref.get("name")) or _text(_get(doc, "kubernetes.pod.name")),
+        "name": _text(ref.get("name")) or _text(get(doc, "kubernetes.pod.name")),
     }
     return {k: v for k, v in found.items() if v}
 
@@ -87,11 +91,11 @@ def labels_of(doc: dict[str, Any]) -> dict[str, str]:
 def annotations_of(doc: dict[str, Any]) -> dict[str, str]:
     found = {
         "summary": _text(doc.get("message")),
-        "description": _text(_get(doc, "rule.description")),
-        "reference": _text(_get(doc, "rule.reference")),
-        "source_ip": _text(_get(doc, "source.ip")),
-        "user_agent": _text(_get(doc, "user_agent.original")),
-        "trigger_ids": _text(_get(doc, "kloghub.alert.trigger_ids")),
+        "description": _text(get(doc, "rule.description")),
+        "reference": _text(get(doc, "rule.reference")),
+        "source_ip": _text(get(doc, "source.ip")),
+        "user_agent": _text(get(doc, "user_agent.original")),
+        "trigger_ids": _text(get(doc, "kloghub.alert.trigger_ids")),
     }
     return {k: v for k, v in found.items() if v}
 
@@ -133,6 +137,9 @@ class Message:
     truncated: int = 0
     dropped: int = 0
     generator_url: str | None = None
+    tokens: tuple[core.Finalizer, ...] = ()
+    """Acknowledgements of the durable queue entries this notification carries (settled
+    once it is delivered or given up)."""
 
 
 def _common(maps: list[dict[str, str]]) -> dict[str, str]:

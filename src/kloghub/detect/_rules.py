@@ -130,7 +130,16 @@ def _files(paths: Iterable[Path]) -> list[Path]:
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yml", ".yaml")))
+            # Hidden names are skipped: a ConfigMap volume keeps every file twice more, under
+            # ``..data/`` and ``..<timestamp>/``, behind the symbolic links it shows.
+            out.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.suffix in (".yml", ".yaml")
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                )
+            )
         else:
             out.append(path)
     return out
@@ -255,6 +264,8 @@ def _correlation(rule: sco.SigmaCorrelationRule, path: Path, line: int) -> Corre
 def _check_meta(doc: dict[str, Any]) -> str | None:
     if not doc.get("id"):
         return "has no id (settings and alerts name rules by their id)"
+    if not isinstance(doc["id"], str):
+        return f"id must be a UUID string, not {type(doc['id']).__name__} {doc['id']!r}"
     if "correlation" not in doc and str(doc.get("level", "")) not in LEVELS:
         return f"level must be one of {', '.join(LEVELS)}"
     return None
@@ -295,7 +306,8 @@ def load(paths: Iterable[Path]) -> Ruleset:  # noqa: PLR0912, PLR0915  (one pass
                     rule: Any = sco.SigmaCorrelationRule.from_dict(doc)
                 else:
                     rule = SigmaRule.from_dict(doc)
-            except sx.SigmaError as exc:
+            except (sx.SigmaError, ValueError, TypeError, AttributeError) as exc:
+                # pySigma raises plain Python errors on some malformed values (ids, dates).
                 errors.append(RuleError(path, _line_of(node, "", lines), name, str(exc)))
                 continue
             parsed.append((rule, path, node, lines))

@@ -289,6 +289,9 @@ class Tailer(core.Service):
 
     async def _read_once(self, tf: TailedFile) -> bool:
         """One read from ``tf``; at EOF, check for rotation, truncation and deletion."""
+        store = self._store
+        if store is not None and store.problem is not None:
+            return False  # nothing goes out under a row (or fingerprint) not on disk yet
         if tf.pos and not self._same_head(tf):
             self._truncated(tf, tf.size())  # copytruncate, then more written than was read
         offset = tf.pos
@@ -305,6 +308,11 @@ class Tailer(core.Service):
         metrics.BYTES_READ.labels(tf.spec.kind).inc(len(data))
         if len(tf.fingerprint) < self.sources.fingerprint_bytes and not tf.compressed:
             self._grow_fingerprint(tf)
+            if store is not None and store.problem is not None:
+                # The grown fingerprint did not reach the disk: after a crash the file
+                # would look like another one and be read again under a new file_id.
+                tf.seek(offset)
+                return False
         started = time.monotonic()
         await self._reader.read(tf, data, offset)
         waited = time.monotonic() - started
@@ -436,6 +444,9 @@ class Tailer(core.Service):
         tf.rewind(_new_file_id(), head)
         if self._store is not None:
             self._store.put(Checkpoint(tf.dev, tf.ino, tf.file_id, head, tf.path, 0, done=False))
+            # More copytruncates than reads (back-pressure held the loop): the copies made
+            # in between hold content no row knows; they are read as files of their own.
+            self._read_unseen_siblings(tf.spec, tf.path, time.time() - _UNSEEN_HORIZON_S)
 
     def _continue_copy(self, spec: FileSpec, cp: Checkpoint) -> bool:
         """Vector's way with copytruncate: a sibling (``<path>.*``, plain or gzip) whose
