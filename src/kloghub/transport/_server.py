@@ -143,6 +143,10 @@ def server_ssl_context(listener: config.ListenerConfig) -> ssl.SSLContext | None
         if listener.require_client_cert:
             raise core.ConfigError(["listener.require_client_cert needs listener.tls.enabled"])
         return None
+    if tls.credential_bundle_file is not None:
+        raise core.ConfigError(
+            ["listener.tls.credential_bundle_file: a client's setting; use cert_file and key_file"]
+        )
     if tls.cert_file is None or tls.key_file is None:
         raise core.ConfigError(["listener.tls: cert_file and key_file are needed to serve TLS"])
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
