@@ -424,3 +424,36 @@ async def test_a_rotated_credential_bundle_is_presented_on_the_next_connection(
     with caplog.at_level(logging.WARNING, logger="kloghub.runtime"):
         assert tls.context() is rotated  # the previous certificate is kept
     assert "cannot be loaded" in caplog.text
+
+
+async def test_with_users_set_a_peer_with_a_certificate_may_give_no_user(
+    start_server, store, node_certs
+):
+    """If this failed, agents with pod certificates would be refused by a listener that
+    also has handshake users (for Fluent Bit senders, or the shared-user fallback)."""
+    users = [{"username": "edge", "password": "pw"}]
+    server = await start_server(
+        **_tls(node_certs, required=False), shared_key="s", users=users, unauthenticated="refuse"
+    )
+    tls = {
+        "ca_file": node_certs["ca_crt"],
+        "cert_file": node_certs["worker_crt"],
+        "key_file": node_certs["worker_key"],
+    }
+    before = refused("auth")
+    for with_cert in (True, False):
+        cfg = config.OutputConfig(
+            url=f"forward+tls://127.0.0.1:{server.address[1]}",
+            shared_key="s",
+            tls=tls if with_cert else {"ca_file": node_certs["ca_crt"]},
+            flush_interval=0.05,
+            retry={"max_attempts": 1},
+        )
+        out = transport.ForwardOutput(cfg, hostname="worker-1")
+        await out.start()
+        await out.send(core.Batch([core.Event("kube.a.b.c", NS, {"log": "x"})]))
+        await out.stop(2)
+    [origin] = origins(store)
+    assert origin is not None
+    assert (origin.method, origin.node, origin.identity) == ("certificate", "worker-1", "worker-1")
+    assert refused("auth") > before  # without a certificate, no user is refused

@@ -610,7 +610,8 @@ class ListenerConfig(SecretFilesModel):
     users: list[UserCredential] = Field(default_factory=list)
     """Username/password pairs checked in the handshake (Fluentd ``user_auth`` with
     ``<user>`` entries, Fluent Bit ``Username``/``Password``); with users set, every peer
-    must give one of them."""
+    must give one of them, except one with a verified client certificate (which may give
+    none)."""
     self_hostname: str = "kloghub-collector"
     tls: TLSConfig = Field(default_factory=TLSConfig)
     require_client_cert: bool = False
