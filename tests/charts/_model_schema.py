@@ -56,6 +56,8 @@ FRAGMENTS: dict[str, tuple[type[BaseModel], tuple[str, ...]]] = {
             # Not wired by the chart (its certificates and port are not mounted or exposed):
             # refused by helm rather than accepted and broken.
             "audit_webhook",
+            # Set by the chart from forward.agentIdentity (its CA, RBAC and volumes).
+            "pod_certificates",
         ),
     ),
     "sinkSettings": (_models.SinkConfig, ("url", "username", "index", "indexer_ack", "tls")),
