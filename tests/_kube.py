@@ -13,8 +13,8 @@ fail, and, through ``PR_SET_PDEATHSIG``, when pytest itself is killed):
   signing key, and an admin client certificate (group ``system:masters``);
 - **etcd** on loopback, plain HTTP (it is reachable from this machine only, and the
   apiserver is its only client), ``--unsafe-no-fsync`` (the data dies with the session);
-- **kube-apiserver** on ``https://127.0.0.1:<port>``: ``--authorization-mode=Node,RBAC``,
-  ``--allow-privileged`` (as kubeadm sets it),
+- **kube-apiserver** on ``https://127.0.0.1:<port>``: ``--authorization-mode=Node,RBAC``
+  and the NodeRestriction admission plugin, ``--allow-privileged`` (as kubeadm sets both),
   anonymous requests allowed (as the binary's default: they reach RBAC, which refuses
   them), ServiceAccount tokens from the TokenRequest API, the audit policy the project
   ships (``forwarders/audit-policy.yaml``) and ``--audit-log-path`` to a file in JSON
@@ -317,6 +317,9 @@ class ControlPlane:
                 # The kubernetes Service may not point at a loopback address: no reconciler.
                 "--endpoint-reconciler-type=none",
                 "--authorization-mode=Node,RBAC",
+                # As kubeadm runs it: a node (system:node:<name>) may only create
+                # PodCertificateRequests (and mirror pods, ...) for its own pods.
+                "--enable-admission-plugins=NodeRestriction",
                 # As kubeadm and the managed services run it: privileged pods are accepted
                 # (and audited), so the tests see what a real cluster records for them.
                 "--allow-privileged=true",
@@ -435,6 +438,26 @@ class ControlPlane:
         apiserver or to ``server`` (a proxy in front of it: the serving certificate is
         for 127.0.0.1)."""
         return self._write_kubeconfig(path, {"token": token}, server)
+
+    def cert_kubeconfig(self, path: Path, cert: Path, key: Path) -> Path:
+        """A kubeconfig that authenticates with a client certificate of :attr:`certs`."""
+        return self._write_kubeconfig(
+            path, {"client-certificate": str(cert), "client-key": str(key)}
+        )
+
+    def node_client(self, node: str) -> Any:
+        """A ``kubernetes.client.ApiClient`` authenticated as the kubelet of ``node``
+        (``system:node:<node>``, group ``system:nodes``: the Node authorizer and
+        NodeRestriction apply); the caller closes it."""
+        from kubernetes import client, config
+
+        cert, key = self.certs.issue(
+            f"node-{node}", f"/O=system:nodes/CN=system:node:{node}", usage="clientAuth"
+        )
+        path = self.cert_kubeconfig(self.dir / f"node-{node}.kubeconfig", cert, key)
+        conf = client.Configuration()
+        config.load_kube_config(config_file=str(path), client_configuration=conf)
+        return client.ApiClient(conf)
 
     def admin(self) -> Any:
         """A ``kubernetes.client.ApiClient`` authenticated as a cluster admin."""

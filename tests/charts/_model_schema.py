@@ -60,6 +60,8 @@ FRAGMENTS: dict[str, tuple[type[BaseModel], tuple[str, ...]]] = {
             "audit_webhook",
             # From the chart's `notifications` (URLs and tokens are Secrets).
             "detections.notify",
+            # Set by the chart from forward.agentIdentity (its CA, RBAC and volumes).
+            "pod_certificates",
         ),
     ),
     "sinkSettings": (_models.SinkConfig, ("url", "username", "index", "indexer_ack", "tls")),

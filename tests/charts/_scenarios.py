@@ -297,6 +297,8 @@ def pod_files(manifests: list[Manifest], workload: Manifest, root: Path) -> dict
             files = _secret_files(manifests, source["secretName"], source.get("items"))
         elif "projected" in volume:
             for part in volume["projected"]["sources"]:
+                if "secret" not in part:
+                    continue  # a podCertificate: the kubelet writes it once the pod runs
                 source = part["secret"]
                 files |= _secret_files(manifests, source["name"], source.get("items"))
         elif "configMap" in volume and mount["name"] != "config":

@@ -58,6 +58,7 @@ def test_a_secret_with_quote_backslash_and_newline_reaches_the_process_intact(
         "level": "run",
         "forward": {
             **sc.FORWARD_AUTH,
+            "agentIdentity": "sharedUser",  # the chart's users carry hostile passwords too
             "users": [
                 {"username": "edge", "passwordSecret": {"name": "edge-user", "key": "password"}}
             ],

@@ -105,9 +105,9 @@ def test_collector_runs_as_the_images_non_root_user(manifests):
 # --------------------------------------------------------------------------- RBAC
 
 
-def _grants(manifests: list[sc.Manifest]) -> set[tuple[str, str, str]]:
+def _grants(manifests: list[sc.Manifest], component: str) -> set[tuple[str, str, str]]:
     out = set()
-    for role in _roles(manifests):
+    for role in _roles(manifests, component):
         for rule in role["rules"]:
             for group in rule.get("apiGroups", []):
                 for resource in rule.get("resources", []):
@@ -116,8 +116,27 @@ def _grants(manifests: list[sc.Manifest]) -> set[tuple[str, str, str]]:
     return out
 
 
-def _roles(manifests: list[sc.Manifest]) -> list[sc.Manifest]:
-    return sc.find(manifests, "ClusterRole") + sc.find(manifests, "Role")
+def _component(manifest: sc.Manifest) -> str | None:
+    return manifest["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+
+
+def _roles(manifests: list[sc.Manifest], component: str) -> list[sc.Manifest]:
+    roles = sc.find(manifests, "ClusterRole") + sc.find(manifests, "Role")
+    return [r for r in roles if _component(r) == component]
+
+
+def _subjects(manifests: list[sc.Manifest], component: str) -> list[dict[str, Any]]:
+    bindings = sc.find(manifests, "ClusterRoleBinding") + sc.find(manifests, "RoleBinding")
+    return [s for b in bindings if _component(b) == component for s in b["subjects"]]
+
+
+SIGNER_GRANTS = {
+    ("certificates.k8s.io", "podcertificaterequests", "get"),
+    ("certificates.k8s.io", "podcertificaterequests", "list"),
+    ("certificates.k8s.io", "podcertificaterequests", "watch"),
+    ("certificates.k8s.io", "podcertificaterequests/status", "patch"),
+    ("certificates.k8s.io", "signers", "sign"),
+}
 
 
 @pytest.mark.parametrize("manifests", SCENARIOS, indirect=True)
@@ -131,15 +150,14 @@ def test_rbac_grants_exactly_what_the_enabled_enrichments_read(manifests, tmp_pa
         resources += ["namespaces"] if enrichment.namespace_metadata else []
         resources += ["nodes"] if enrichment.node_labels else []
         expected = {("", r, v) for r in resources for v in ("get", "list", "watch")}
-    assert _grants(manifests) == expected
+    assert _grants(manifests, "agent") == expected
+    assert not _roles(manifests, "agent-audit")
 
     agent = sc.workload(manifests, "agent")
     assert agent is not None
     spec = sc.pod_spec(agent)
     assert spec["automountServiceAccountToken"] is enrichment.kubernetes_api
-    bindings = sc.find(manifests, "ClusterRoleBinding") + sc.find(manifests, "RoleBinding")
-    subjects = [s for b in bindings for s in b["subjects"]]
-    assert subjects == (
+    assert _subjects(manifests, "agent") == (
         [{"kind": "ServiceAccount", "name": spec["serviceAccountName"], "namespace": NAMESPACE}]
         if expected
         else []
@@ -147,18 +165,21 @@ def test_rbac_grants_exactly_what_the_enabled_enrichments_read(manifests, tmp_pa
 
 
 @pytest.mark.parametrize("manifests", WITH_COLLECTOR, indirect=True)
-def test_collector_gets_no_api_access_and_no_token(manifests):
-    """If this failed, a compromised collector would hold Kubernetes API credentials."""
+def test_collector_gets_api_access_only_to_sign_pod_certificates(manifests, tmp_path):
+    """If this failed, a compromised collector would hold Kubernetes API credentials it
+    does not need (or, signing pod certificates, lack one and leave agents waiting)."""
     collector = sc.workload(manifests, "collector")
     assert collector is not None
     spec = sc.pod_spec(collector)
-    assert spec["automountServiceAccountToken"] is False
-    bound = {
-        s["name"]
-        for b in sc.find(manifests, "ClusterRoleBinding") + sc.find(manifests, "RoleBinding")
-        for s in b["subjects"]
-    }
-    assert spec["serviceAccountName"] not in bound
+    signs = settings_of(manifests, "collector", tmp_path).collector.pod_certificates.enabled
+    assert spec["automountServiceAccountToken"] is signs
+    assert _grants(manifests, "collector") == (SIGNER_GRANTS if signs else set())
+    names = {s["name"] for s in _subjects(manifests, "collector")}
+    assert names == ({spec["serviceAccountName"]} if signs else set())
+    for role in _roles(manifests, "collector"):
+        for rule in role["rules"]:
+            if "signers" in rule["resources"]:
+                assert rule["resourceNames"] == ["kloghub.io/forward-agent"]
 
 
 # --------------------------------------------------------------------------- host paths
@@ -458,7 +479,15 @@ def test_no_configmap_holds_a_secret(manifests):
                 assert secret not in text
 
 
-GENERATED_KEYS = {"shared-key", "ca.crt", "tls.crt", "tls.key", "agent", "control-plane"}
+GENERATED_KEYS = {
+    "shared-key",
+    "ca.crt",
+    "ca.key",
+    "tls.crt",
+    "tls.key",
+    "agent",
+    "control-plane",
+}
 
 
 @pytest.mark.parametrize("manifests", SCENARIOS, indirect=True)
@@ -470,7 +499,10 @@ def test_the_only_secrets_the_chart_creates_hold_material_it_generated(manifests
             "kl-kloghub-forward",
             "kl-kloghub-forward-tls",
             "kl-kloghub-forward-users",
+            "kl-kloghub-agent-ca",  # with pod certificates: the CA the collector signs with
         )
+        if "ca.key" in secret["data"]:
+            assert secret["metadata"]["name"] == "kl-kloghub-agent-ca"
         assert set(secret["data"]) <= GENERATED_KEYS
         assert "stringData" not in secret
         decoded = [base64.b64decode(v).decode() for v in secret["data"].values()]
@@ -554,17 +586,26 @@ def test_secrets_reach_the_loader_through_mounted_files(manifests, values, tmp_p
         assert output.shared_key.get_secret_value() == forward_key
     users = values.get("forward", {}).get("users", [])
     chart_users = chart_user_passwords(manifests, values)
-    assert [(u.username, u.password.get_secret_value()) for u in collector.listener.users] == [
+    # With pod certificates the agents have no password: their certificate names them.
+    pod_certificates = collector.pod_certificates.enabled
+    own = [
         ("kloghub-agent", chart_users["agent"]),
         ("kloghub-control-plane", chart_users["control-plane"]),
-    ] + [
+    ]
+    assert [(u.username, u.password.get_secret_value()) for u in collector.listener.users] == (
+        [] if pod_certificates else own
+    ) + [
         (u["username"], sc.SECRETS[(u["passwordSecret"]["name"], u["passwordSecret"]["key"])])
         for u in users
     ]
     for output in agent.outputs:
-        assert output.username == "kloghub-agent"
-        assert output.password is not None
-        assert output.password.get_secret_value() == chart_users["agent"]
+        if pod_certificates:
+            assert (output.username, output.password) == (None, None)
+            assert output.tls.credential_bundle_file is not None
+        else:
+            assert output.username == "kloghub-agent"
+            assert output.password is not None
+            assert output.password.get_secret_value() == chart_users["agent"]
 
     # `kloghub search` in the collector pod reads the first searchable backend with the
     # same credentials as its sink.

@@ -125,7 +125,7 @@ def _render_with_existing(
     template = chart / "templates" / "forward-secrets.yaml"
     text = template.read_text(encoding="utf-8")
     call = 'lookup "v1" "Secret" .Release.Namespace $name'
-    assert text.count(call) == 3
+    assert text.count(call) == 4
     template.write_text(
         text.replace(call, "(get .Values.testExisting $name | default dict)"), encoding="utf-8"
     )
@@ -143,19 +143,20 @@ def _render_with_existing(
 def test_generated_key_and_certificates_are_kept_across_upgrades(helm, tmp_path):
     """If this failed, every `helm upgrade` would give the collector a new key and CA while
     running agents still hold the old ones: the link would break until every pod restarts."""
-    first = _render_with_existing(helm, {"level": "walk"}, {}, tmp_path / "a")
+    first = _render_with_existing(helm, {"level": "run"}, {}, tmp_path / "a")
     existing = {s["metadata"]["name"]: {"data": s["data"]} for s in sc.find(first, "Secret")}
     assert set(existing) == {
         "kl-kloghub-forward",
         "kl-kloghub-forward-tls",
         "kl-kloghub-forward-users",
+        "kl-kloghub-agent-ca",  # a new CA would orphan every agent's pod certificate
     }
-    again = _render_with_existing(helm, {"level": "walk"}, existing, tmp_path / "b")
+    again = _render_with_existing(helm, {"level": "run"}, existing, tmp_path / "b")
     assert {s["metadata"]["name"]: {"data": s["data"]} for s in sc.find(again, "Secret")} == (
         existing
     )
-    fresh = _render_with_existing(helm, {"level": "walk"}, {}, tmp_path / "c")
-    for name in ("kl-kloghub-forward", "kl-kloghub-forward-users"):
+    fresh = _render_with_existing(helm, {"level": "run"}, {}, tmp_path / "c")
+    for name in ("kl-kloghub-forward", "kl-kloghub-forward-users", "kl-kloghub-agent-ca"):
         assert secret_data(fresh, name) != secret_data(first, name)
 
 
@@ -163,7 +164,8 @@ def test_a_given_secret_replaces_what_the_chart_would_generate(render):
     """If this failed, the chart would overwrite (or shadow) the operator's own key or
     certificate with generated ones."""
     manifests = render(sc.SCENARIOS["everything"])
-    assert not sc.find(manifests, "Secret")
+    # The agents' pod certificate CA is always the chart's (no value names one of yours).
+    assert [s["metadata"]["name"] for s in sc.find(manifests, "Secret")] == ["kl-kloghub-agent-ca"]
     names = {
         v.get("secret", {}).get("secretName")
         for m in (sc.workload(manifests, "agent"), sc.workload(manifests, "collector"))
@@ -176,6 +178,7 @@ def test_a_given_secret_replaces_what_the_chart_would_generate(render):
         if m is not None
         for v in sc.pod_spec(m)["volumes"]
         for source in v.get("projected", {}).get("sources", [])
+        if "secret" in source
     }
     assert {"kloghub-forward", "kloghub-forward-tls", "agent-users"} <= names
 
@@ -314,7 +317,7 @@ def test_at_run_only_the_control_plane_audit_agents_may_send_audit_events(render
     or every node's agent (and so a compromised worker) could forge audit events."""
     from kloghub.transport import _auth
 
-    manifests = render({"level": "run"})
+    manifests = render({"level": "run", "forward": {"agentIdentity": "sharedUser"}})
     audit_ds = sc.workload(manifests, "agent-audit")
     assert audit_ds is not None
     spec = sc.pod_spec(audit_ds)
@@ -342,6 +345,55 @@ def test_at_run_only_the_control_plane_audit_agents_may_send_audit_events(render
                  if v["name"] == "forward-key"]  # fmt: skip
     items = [i for src in volume["projected"]["sources"] for i in src["secret"].get("items", [])]
     assert {i["key"] for i in items} == {"shared-key", "agent"}
+
+
+def test_at_run_agents_are_their_nodes_by_pod_certificates_and_only_audit_agents_are_control_plane(
+    render, tmp_path
+):
+    """If this failed, the default install at run would not tell nodes apart (a shared
+    password), or a node agent's certificate could carry the control-plane role and a
+    compromised worker forge audit events."""
+    from kloghub.transport import _auth
+
+    manifests = render({"level": "run"})
+    collector = settings(manifests, "collector", tmp_path / "c").collector
+    signer = collector.pod_certificates
+    assert signer.enabled and signer.namespace == NAMESPACE
+    assert collector.listener.require_client_cert is True
+    assert collector.listener.tls.ca_file == signer.ca_cert_file
+    assert not collector.listener.users
+    accounts = {}
+    for component in ("agent", "agent-audit"):
+        workload = sc.workload(manifests, component)
+        assert workload is not None
+        spec = sc.pod_spec(workload)
+        accounts[component] = spec["serviceAccountName"]
+        (identity,) = [v for v in spec["volumes"] if v["name"] == "identity"]
+        (source,) = identity["projected"]["sources"]
+        assert source["podCertificate"]["signerName"] == "kloghub.io/forward-agent"
+        agent = settings(manifests, component, tmp_path / component).agent
+        (output,) = agent.outputs
+        assert output.password is None
+        assert str(output.tls.credential_bundle_file).endswith(
+            source["podCertificate"]["credentialBundlePath"]
+        )
+    assert signer.service_accounts == {
+        accounts["agent"]: ["node"],
+        accounts["agent-audit"]: ["node", "control-plane"],
+    }
+    auth = _auth.Authenticator(collector.listener)
+    for component, may_send_audit in (("agent", False), ("agent-audit", True)):
+        roles = signer.service_accounts[accounts[component]]
+        subject = (
+            (("commonName", "system:node:n1"),),
+            *((("organizationName", r),) for r in roles),
+        )
+        origin = auth.origin("10.0.0.1", certificate={"subject": subject}, shared_key=True)
+        assert (origin.method, origin.node, origin.may_send_audit) == (
+            "certificate",
+            "n1",
+            may_send_audit,
+        )
 
 
 @pytest.mark.parametrize("level", ["walk", "run"])

@@ -30,7 +30,13 @@ _CRDS = {
     ("cert-manager.io", "Issuer"): "issuers",
 }
 FORBIDDEN_KINDS = {"Role", "RoleBinding"}
-"""The chart grants cluster-wide read of what it watches, nothing namespaced."""
+"""The chart grants the agents cluster-wide read of what they watch, nothing namespaced
+(the collector's pod certificate signer has a Role in the release namespace)."""
+
+
+def _agent_objects(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    component = "app.kubernetes.io/component"
+    return [m for m in manifests if m["metadata"].get("labels", {}).get(component) != "collector"]
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +208,7 @@ def test_the_agent_token_watches_its_nodes_pods_and_is_refused_everything_else(
     """If this failed, the chart's agent could not enrich on a real cluster, or a stolen
     agent token would read secrets, exec into pods or escalate."""
     namespace, manifests = installed(scenario)
-    assert not [m for m in manifests if m["kind"] in FORBIDDEN_KINDS]
+    assert not [m for m in _agent_objects(manifests) if m["kind"] in FORBIDDEN_KINDS]
     daemonset = _scenarios.workload(manifests, "agent")
     assert _scenarios.pod_spec(daemonset)["automountServiceAccountToken"] is True
     token = kube.service_account_token(namespace, _agent_sa(manifests))
@@ -225,15 +231,23 @@ def test_the_agent_token_watches_its_nodes_pods_and_is_refused_everything_else(
 
 
 @pytest.mark.parametrize("scenario", ["walk", "run"])
-def test_the_collector_token_is_refused_the_api(kube, installed, scenario) -> None:
-    """If this failed, the collector (which reads nothing from the API) would hold rights."""
+def test_the_collector_token_is_refused_the_api_but_pod_certificate_requests(
+    kube, installed, scenario
+) -> None:
+    """If this failed, the collector would hold rights it does not use (at walk it reads
+    nothing from the API; at run only its namespace's PodCertificateRequests)."""
     namespace, manifests = installed(scenario)
     collector = _scenarios.workload(manifests, "collector")
     assert collector is not None
     spec = _scenarios.pod_spec(collector)
-    assert spec["automountServiceAccountToken"] is False
+    signs = scenario == "run"
+    assert spec["automountServiceAccountToken"] is signs
     token = kube.service_account_token(namespace, spec["serviceAccountName"])
     assert _can(kube, token, "GET", "/api/v1/pods", fieldSelector="spec.nodeName=node-a") == 403
+    pcrs = "/apis/certificates.k8s.io/v1/namespaces/{}/podcertificaterequests"
+    assert _can(kube, token, "GET", pcrs.format(namespace)) == (200 if signs else 403)
+    assert _can(kube, token, "GET", pcrs.format("kube-system")) == 403
+    assert _can(kube, token, "POST", pcrs.format(namespace)) == 403  # only kubelets create
     refused = _refused(kube, token, namespace)
     assert refused == dict.fromkeys(refused, 403)
 
@@ -249,3 +263,67 @@ def test_at_crawl_the_agent_has_no_token_and_its_account_no_rights(kube, install
     # Even a token minted by hand for its account opens nothing.
     token = kube.service_account_token(namespace, _agent_sa(manifests))
     assert _can(kube, token, "GET", "/api/v1/pods", fieldSelector="spec.nodeName=node-a") == 403
+
+
+async def test_the_installed_chart_signs_an_agent_pods_certificate_for_its_node(
+    kube, installed, tmp_path
+) -> None:
+    """If this failed, agents installed at run would never get their certificate on a real
+    cluster: the chart's podCertificate volume, the collector's RBAC or its signer
+    settings would not work together (here the kubelet is played, as in
+    tests/kube/test_pod_certificates.py)."""
+    import base64
+    import uuid
+
+    from kloghub.collector import _signer
+    from tests.kube.test_pod_certificates import World
+
+    namespace, manifests = installed("run")
+    from kloghub import config
+
+    rendered = yaml.safe_load(_scenarios.config_text(manifests, "collector") or "")
+    settings = config.PodCertificatesConfig(**rendered["collector"]["pod_certificates"])
+    assert settings.enabled and settings.namespace == namespace
+    # The collector's own token and the CA the chart generated, where the pod mounts them.
+    collector = _scenarios.pod_spec(_scenarios.workload(manifests, "collector"))
+    token = kube.service_account_token(namespace, collector["serviceAccountName"])
+    (ca_secret,) = [
+        v["secret"]["secretName"] for v in collector["volumes"] if v["name"] == "agent-ca"
+    ]
+    data = kube.core().read_namespaced_secret(ca_secret, namespace).data
+    for key in ("ca.crt", "ca.key"):
+        (tmp_path / key).write_bytes(base64.b64decode(data[key]))
+    signer = _signer.PodCertificateSigner(
+        settings.model_copy(
+            update={
+                "ca_cert_file": tmp_path / "ca.crt",
+                "ca_key_file": tmp_path / "ca.key",
+                "kubeconfig": kube.token_kubeconfig(tmp_path / "collector.kubeconfig", token),
+            }
+        )
+    )
+    # An agent pod as the DaemonSet makes it, bound to a node.
+    node = f"node-{uuid.uuid4().hex[:6]}"
+    made = kube.core().create_node({"metadata": {"name": node}})
+    template = _scenarios.workload(manifests, "agent")["spec"]["template"]
+    pod_body = {
+        "metadata": {"name": f"agent-{node}", "labels": template["metadata"]["labels"]},
+        "spec": {**template["spec"], "nodeName": node},
+    }
+    pod = kube.core().create_namespaced_pod(namespace, pod_body)
+    world = World.__new__(World)  # only its kubelet part: the namespace is the chart's
+    world.kube, world.ns, world.node_uid = kube, namespace, {node: made.metadata.uid}
+    kubelet = kube.node_client(node)
+    await signer.start()
+    try:
+        sa = pod.spec.service_account_name
+        name, _ = world.request(
+            kubelet, {"name": pod.metadata.name, "uid": pod.metadata.uid, "node": node, "sa": sa}
+        )
+        pcr = await world.answered(name)
+    finally:
+        await signer.stop(5)
+        kubelet.close()
+    [cond] = pcr["status"]["conditions"]
+    assert cond["type"] == "Issued", cond
+    assert signer.issued == 1

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from fluent import sender as fluent_sender
 
-from kloghub import config, core, transport
+from kloghub import config, core, runtime, transport
 from kloghub.runtime import metrics
 
 from ._wire import RawClient, chunk_request, request_is_acked
@@ -383,3 +383,77 @@ async def test_our_agent_over_mutual_tls_is_identified_by_its_certificate(
     [origin] = origins(store)
     assert origin is not None
     assert (origin.method, origin.node, origin.may_send_audit) == ("certificate", "cp-1", True)
+
+
+def _write_bundle(node_certs, client: str, path: Path) -> None:
+    """A credential bundle as the kubelet writes one (key, then chain), swapped in
+    atomically by a rename, as its atomic writer does."""
+    staged = path.with_suffix(".new")
+    key = node_certs[f"{client}_key"].read_bytes()
+    staged.write_bytes(key + node_certs[f"{client}_crt"].read_bytes())
+    staged.replace(path)
+
+
+async def test_a_rotated_credential_bundle_is_presented_on_the_next_connection(
+    start_server, store, node_certs, tmp_path, caplog
+):
+    """If this failed, an agent with a pod certificate would keep presenting the first one
+    after the kubelet rotated it, and fail once it expired (or, reading a half-written
+    bundle, lose its identity)."""
+    server = await start_server(**_tls(node_certs, required=True), unauthenticated="refuse")
+    bundle = tmp_path / "credential-bundle.pem"
+    _write_bundle(node_certs, "worker", bundle)
+    tls = runtime.ClientTLS(
+        config.TLSConfig(ca_file=node_certs["ca_crt"], credential_bundle_file=bundle), "output"
+    )
+    first = tls.context()
+    assert tls.context() is first  # unchanged: the context is kept
+    raw = await RawClient.connect(server, first)
+    assert await request_is_acked(raw, "before")
+    await raw.close()
+
+    _write_bundle(node_certs, "cp", bundle)
+    rotated = tls.context()
+    assert rotated is not first and tls.reloads == 1
+    raw = await RawClient.connect(server, rotated)
+    assert await request_is_acked(raw, "after")
+    await raw.close()
+    assert [o.node for o in origins(store) if o is not None] == ["worker-1", "cp-1"]
+
+    bundle.write_text("-----BEGIN PRIVATE KEY-----\nhalf written")
+    with caplog.at_level(logging.WARNING, logger="kloghub.runtime"):
+        assert tls.context() is rotated  # the previous certificate is kept
+    assert "cannot be loaded" in caplog.text
+
+
+async def test_with_users_set_a_peer_with_a_certificate_may_give_no_user(
+    start_server, store, node_certs
+):
+    """If this failed, agents with pod certificates would be refused by a listener that
+    also has handshake users (for Fluent Bit senders, or the shared-user fallback)."""
+    users = [{"username": "edge", "password": "pw"}]
+    server = await start_server(
+        **_tls(node_certs, required=False), shared_key="s", users=users, unauthenticated="refuse"
+    )
+    tls = {
+        "ca_file": node_certs["ca_crt"],
+        "cert_file": node_certs["worker_crt"],
+        "key_file": node_certs["worker_key"],
+    }
+    before = refused("auth")
+    for with_cert in (True, False):
+        cfg = config.OutputConfig(
+            url=f"forward+tls://127.0.0.1:{server.address[1]}",
+            shared_key="s",
+            tls=tls if with_cert else {"ca_file": node_certs["ca_crt"]},
+            flush_interval=0.05,
+            retry={"max_attempts": 1},
+        )
+        out = transport.ForwardOutput(cfg, hostname="worker-1")
+        await out.start()
+        await out.send(core.Batch([core.Event("kube.a.b.c", NS, {"log": "x"})]))
+        await out.stop(2)
+    [origin] = origins(store)
+    assert origin is not None
+    assert (origin.method, origin.node, origin.identity) == ("certificate", "worker-1", "worker-1")
+    assert refused("auth") > before  # without a certificate, no user is refused

@@ -141,6 +141,43 @@ only by the audit DaemonSet on control-plane nodes, may send audit events.
 {{- printf "%s/forward/password" (include "kloghub.secretsDir" .) }}
 {{- end }}
 
+{{/*
+How agents authenticate (forward.agentIdentity): podCertificate or sharedUser; empty
+means podCertificate at level run, sharedUser at walk.
+*/}}
+{{- define "kloghub.forward.identity" -}}
+{{- $id := .Values.forward.agentIdentity }}
+{{- if not $id }}{{ $id = ternary "podCertificate" "sharedUser" (eq .Values.level "run") }}{{ end }}
+{{- $id }}
+{{- end }}
+
+{{/* "true" when the collector signs pod certificates for the agents. */}}
+{{- define "kloghub.podCertificates" -}}
+{{- if and (include "kloghub.collector.enabled" .) (eq (include "kloghub.forward.identity" .) "podCertificate") }}true{{ end }}
+{{- end }}
+
+{{- define "kloghub.podCertificates.signer" -}}kloghub.io/forward-agent{{- end }}
+
+{{/* The Secret with the CA (ca.crt, ca.key) that signs the agents' pod certificates. */}}
+{{- define "kloghub.podCertificates.caSecret" -}}
+{{- printf "%s-agent-ca" (include "kloghub.fullname" .) }}
+{{- end }}
+
+{{/* Where the kubelet writes an agent's key and certificate chain (one PEM file). */}}
+{{- define "kloghub.podCertificates.bundle" -}}
+{{- printf "%s/identity/credential-bundle.pem" (include "kloghub.secretsDir" .) }}
+{{- end }}
+
+{{/* The audit agents' ServiceAccount: their own with pod certificates (its certificates
+carry the control-plane role), else the node agents'. */}}
+{{- define "kloghub.agentAudit.serviceAccountName" -}}
+{{- if include "kloghub.podCertificates" . }}
+{{- include "kloghub.agentAudit.fullname" . }}
+{{- else }}
+{{- include "kloghub.agent.serviceAccountName" . }}
+{{- end }}
+{{- end }}
+
 {{/* Whether the audit DaemonSet runs: level run and audit.enabled. */}}
 {{- define "kloghub.audit.enabled" -}}
 {{- if and (eq .Values.level "run") .Values.audit.enabled }}true{{ end }}
@@ -192,8 +229,12 @@ Call with (dict "root" $ "user" "agent"|"control-plane").
 {{- $_ := set $out "url" (printf "forward://%s:%d" (include "kloghub.collector.host" .) (int $fwd.port)) }}
 {{- end }}
 {{- $_ := set $out "shared_key_file" (include "kloghub.forward.keyFile" .) }}
+{{- if include "kloghub.podCertificates" . }}
+{{- $_ := set $out.tls "credential_bundle_file" (include "kloghub.podCertificates.bundle" .) }}
+{{- else }}
 {{- $_ := set $out "username" (printf "kloghub-%s" $user) }}
 {{- $_ := set $out "password_file" (include "kloghub.forward.passwordFile" .) }}
+{{- end }}
 {{- else }}
 {{- $_ := set $out "url" (printf "store:%s/store.db" (include "kloghub.agent.stateDir" .)) }}
 {{- end }}
@@ -337,13 +378,28 @@ value is read from `path` (`field`_file), mounted from `key` of Secret `secret`.
 {{- if hasKey $cfg "listener" }}{{ $listener = $cfg.listener }}{{ end }}
 {{- if .Values.forward.tls.enabled }}
 {{- $dir := printf "%s/forward" (include "kloghub.tlsDir" .) }}
-{{- $_ := set $listener "tls" (dict "enabled" true "cert_file" (printf "%s/tls.crt" $dir) "key_file" (printf "%s/tls.key" $dir)) }}
+{{- $tls := dict "enabled" true "cert_file" (printf "%s/tls.crt" $dir) "key_file" (printf "%s/tls.key" $dir) }}
+{{- if include "kloghub.podCertificates" . }}
+{{- $caDir := printf "%s/agent-ca" (include "kloghub.tlsDir" .) }}
+{{- $_ := set $tls "ca_file" (printf "%s/ca.crt" $caDir) }}
+{{- /* At run every agent has a certificate; senders of forward.users have none. */}}
+{{- $_ := set $listener "require_client_cert" (and (eq .Values.level "run") (not .Values.forward.users)) }}
+{{- $sas := dict (include "kloghub.agent.serviceAccountName" .) (list "node") }}
+{{- if include "kloghub.audit.enabled" . }}
+{{- $_ := set $sas (include "kloghub.agentAudit.serviceAccountName" .) (list "node" "control-plane") }}
+{{- end }}
+{{- $pc := dict "enabled" true "namespace" .Release.Namespace "service_accounts" $sas "ca_cert_file" (printf "%s/ca.crt" $caDir) "ca_key_file" (printf "%s/ca.key" $caDir) "max_lifetime" (printf "%ds" (int .Values.forward.podCertificates.maxExpirationSeconds)) }}
+{{- $_ := set $cfg "pod_certificates" $pc }}
+{{- end }}
+{{- $_ := set $listener "tls" $tls }}
 {{- end }}
 {{- $_ := set $listener "shared_key_file" (include "kloghub.forward.keyFile" .) }}
 {{- $userDir := printf "%s/forward-users" (include "kloghub.secretsDir" .) }}
 {{- $users := list }}
+{{- if not (include "kloghub.podCertificates" .) }}
 {{- $users = append $users (dict "username" "kloghub-agent" "password_file" (printf "%s/agent" $userDir) "shared" true "roles" (list "node")) }}
 {{- $users = append $users (dict "username" "kloghub-control-plane" "password_file" (printf "%s/control-plane" $userDir) "shared" true "roles" (list "node" "control-plane")) }}
+{{- end }}
 {{- range $i, $u := .Values.forward.users }}
 {{- $user := dict "username" $u.username "password_file" (printf "%s/%d" $userDir $i) }}
 {{- if hasKey $u "shared" }}{{ $_ := set $user "shared" $u.shared }}{{ end }}

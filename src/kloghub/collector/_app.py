@@ -179,4 +179,8 @@ def build(cfg: config.CollectorConfig) -> runtime.Daemon:
     ]
     if cfg.audit_webhook.enabled:
         components.append(transport.AuditWebhook(cfg.audit_webhook, router.deliver))
+    if cfg.pod_certificates.enabled:
+        from kloghub.collector import _signer  # cryptography is loaded only where it signs
+
+        components.append(_signer.PodCertificateSigner(cfg.pod_certificates))
     return runtime.Daemon("collector", components, cfg.metrics_addr, cfg.drain_timeout, readiness)

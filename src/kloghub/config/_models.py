@@ -160,6 +160,10 @@ class TLSConfig(Model):
     """Own certificate, for mutual TLS."""
     key_file: Path | None = None
     """Private key of ``cert_file``."""
+    credential_bundle_file: Path | None = None
+    """Own key and certificate chain in one PEM file (a pod certificate's
+    ``credentialBundlePath``, which the kubelet rotates): read again whenever it changes,
+    for new connections. Instead of ``cert_file`` and ``key_file``."""
     verify: bool = True
     """Verify the peer's certificate and host name. Turn off only for tests."""
 
@@ -167,6 +171,8 @@ class TLSConfig(Model):
     def _cert_and_key_together(self) -> TLSConfig:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together")
+        if self.credential_bundle_file is not None and self.cert_file is not None:
+            raise ValueError("set credential_bundle_file or cert_file and key_file, not both")
         return self
 
 
@@ -607,7 +613,8 @@ class ListenerConfig(SecretFilesModel):
     users: list[UserCredential] = Field(default_factory=list)
     """Username/password pairs checked in the handshake (Fluentd ``user_auth`` with
     ``<user>`` entries, Fluent Bit ``Username``/``Password``); with users set, every peer
-    must give one of them."""
+    must give one of them, except one with a verified client certificate (which may give
+    none)."""
     self_hostname: str = "kloghub-collector"
     tls: TLSConfig = Field(default_factory=TLSConfig)
     require_client_cert: bool = False
@@ -739,6 +746,69 @@ class AuditWebhookConfig(Model):
         return self
 
 
+POD_CERTIFICATE_SIGNER = "kloghub.io/forward-agent"
+
+
+class PodCertificatesConfig(Model):
+    """A signer of Kubernetes pod certificates (``certificates.k8s.io/v1``
+    PodCertificateRequests, GA in Kubernetes 1.37): each agent pod gets a client
+    certificate that names its node, which the listener's mutual TLS then proves.
+
+    The kubelet creates a request for each pod with a ``podCertificate`` projected volume
+    of ``signer_name`` (NodeRestriction lets a node ask only for its own pods). The
+    collector watches the requests of ``namespace`` and issues those whose
+    ServiceAccount is in ``service_accounts``: CN ``system:node:<spec.nodeName>``, O = the
+    ServiceAccount's roles, extended key usage clientAuth, for the request's public key,
+    signed by ``ca_cert_file``/``ca_key_file`` (the CA of ``listener.tls.ca_file``). Any
+    other request is denied with a reason. Several collectors may run it at once: the
+    first status update wins, the others' conflicts are ignored. The collector's
+    ServiceAccount needs list and watch on ``podcertificaterequests``, patch on
+    ``podcertificaterequests/status`` and ``sign`` on ``signers`` ``signer_name``; the
+    API server needs the NodeRestriction admission plugin (kubeadm and the managed
+    services enable it), which is what makes ``spec.nodeName`` the requesting node."""
+
+    enabled: bool = False
+    signer_name: str = POD_CERTIFICATE_SIGNER
+    """The ``signerName`` of the requests this collector answers (the agents' volume)."""
+    namespace: str = ""
+    """The namespace whose requests are answered (the agents'; the chart's release
+    namespace). Required when enabled."""
+    service_accounts: dict[str, list[str]] = Field(default_factory=dict)
+    """ServiceAccount name → roles (the certificate's O names): only pods of these
+    ServiceAccounts get certificates. ``{kloghub-agent: [node]}``."""
+    ca_cert_file: Path | None = None
+    """The issuing CA's certificate (also put into the returned chain)."""
+    ca_key_file: Path | None = None
+    """The issuing CA's private key (a mounted Secret)."""
+    max_lifetime: Duration = 86400.0
+    """Longest certificate issued (the request's ``maxExpirationSeconds`` may ask for
+    less); at least 1 h, as the API server requires. The kubelet renews it from
+    ``beginRefreshAt``, at about 80 % of the lifetime."""
+    kubeconfig: Path | None = None
+    """Credentials for the API server; the pod's ServiceAccount in a cluster when unset."""
+
+    @model_validator(mode="after")
+    def _complete(self) -> PodCertificatesConfig:
+        if not self.enabled:
+            return self
+        missing = [
+            name
+            for name, value in (
+                ("namespace", self.namespace),
+                ("ca_cert_file", self.ca_cert_file),
+                ("ca_key_file", self.ca_key_file),
+            )
+            if not value
+        ]
+        if missing:
+            raise ValueError(f"pod certificates need {', '.join(missing)}")
+        if not self.service_accounts:
+            raise ValueError("pod certificates need service_accounts (whose pods get them)")
+        if self.max_lifetime < 3600:
+            raise ValueError("max_lifetime: at least 1h (the API server refuses shorter)")
+        return self
+
+
 class CollectorConfig(Model):
     """The central collector."""
 
@@ -756,6 +826,7 @@ class CollectorConfig(Model):
     )
     detections: DetectionsConfig = Field(default_factory=DetectionsConfig)
     audit_webhook: AuditWebhookConfig = Field(default_factory=AuditWebhookConfig)
+    pod_certificates: PodCertificatesConfig = Field(default_factory=PodCertificatesConfig)
     dead_letter_max_bytes: Size = Size(512 * 1024 * 1024)
     """Upper bound of the dead-letter store."""
     max_in_flight_bytes: Size = Size(16 * 1024 * 1024)

@@ -16,11 +16,12 @@ if TYPE_CHECKING:
     from kloghub.runtime._delivery import Delivery
     from kloghub.runtime._http import ObservabilityServer, Readiness
     from kloghub.runtime._logging import JsonFormatter, setup_logging
-    from kloghub.runtime._tls import client_ssl_context
+    from kloghub.runtime._tls import ClientTLS, client_ssl_context
 
 __all__ = [
     "EXIT_CRASH",
     "EXIT_OK",
+    "ClientTLS",
     "Daemon",
     "Delivery",
     "JsonFormatter",
@@ -42,6 +43,7 @@ _WHERE = {
     "Readiness": "_http",
     "JsonFormatter": "_logging",
     "setup_logging": "_logging",
+    "ClientTLS": "_tls",
     "client_ssl_context": "_tls",
 }
 

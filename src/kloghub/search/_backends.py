@@ -283,6 +283,8 @@ def _tls_options(url: str, tls: config.TLSConfig) -> dict[str, Any]:
     if tls.cert_file is not None and tls.key_file is not None:
         options["client_cert"] = str(tls.cert_file)
         options["client_key"] = str(tls.key_file)
+    elif tls.credential_bundle_file is not None:
+        options["client_cert"] = str(tls.credential_bundle_file)  # key and chain in one
     return options
 
 

@@ -9,7 +9,8 @@ Identities, strongest first:
 - **password**: a handshake user (``listener.users``). The username is the node name
   unless the user is ``shared`` (one credential for a whole DaemonSet, which proves
   membership only); its roles are ``users[].roles``. When a peer has both, the
-  certificate names the node and the user must still be valid.
+  certificate names the node and the user must still be valid; a peer with a
+  certificate need give no user (a pod certificate is all an agent has).
 - **shared_key**: the handshake's shared key alone, also a membership proof.
 - **none**: nothing proven; refused, warned about once per address, or allowed, as
   ``listener.unauthenticated`` says.

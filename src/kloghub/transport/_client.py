@@ -167,7 +167,7 @@ class _Upstream:
             raise core.ConfigError([f"{output.url}: invalid port"]) from None
         self.name = f"{self.host}:{self.port}"
         self.use_tls = parts.scheme == "forward+tls" or output.tls.enabled
-        self.ssl: ssl.SSLContext | None = None
+        self.tls: runtime.ClientTLS | None = None
         self.shared_key = output.shared_key.get_secret_value() if output.shared_key else None
         self.compress = output.compress == "gzip"
         self.healthy = False
@@ -348,7 +348,7 @@ class ForwardOutput(core.Service):
     async def _on_start(self) -> None:
         for upstream in self._upstreams:
             if upstream.use_tls:
-                upstream.ssl = client_ssl_context(upstream.config.tls)
+                upstream.tls = runtime.ClientTLS(upstream.config.tls, "output")
         for upstream in self._upstreams:
             self.spawn(f"upstream/{upstream.name}", self._run_upstream(upstream))
         self.spawn("flush", self._flush_loop())
@@ -550,12 +550,14 @@ class ForwardOutput(core.Service):
             await link.close()
 
     async def _open(self, upstream: _Upstream) -> _Link:
+        # A rotated credential bundle is read again here, for this new connection.
+        context = upstream.tls.context() if upstream.tls is not None else None
         async with asyncio.timeout(self._connect_timeout):
             reader, writer = await asyncio.open_connection(
                 upstream.host,
                 upstream.port,
-                ssl=upstream.ssl,
-                server_hostname=upstream.host if upstream.ssl is not None else None,
+                ssl=context,
+                server_hostname=upstream.host if context is not None else None,
                 limit=_READ_BYTES,
             )
             link = _Link(reader, writer, self._link_window)

@@ -143,6 +143,10 @@ def server_ssl_context(listener: config.ListenerConfig) -> ssl.SSLContext | None
         if listener.require_client_cert:
             raise core.ConfigError(["listener.require_client_cert needs listener.tls.enabled"])
         return None
+    if tls.credential_bundle_file is not None:
+        raise core.ConfigError(
+            ["listener.tls.credential_bundle_file: a client's setting; use cert_file and key_file"]
+        )
     if tls.cert_file is None or tls.key_file is None:
         raise core.ConfigError(["listener.tls: cert_file and key_file are needed to serve TLS"])
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -493,7 +497,10 @@ class _Connection:
             raise _RefuseError(
                 "auth", f"handshake refused: shared_key mismatch from {ping.hostname}"
             )
-        if server._users:
+        # A verified client certificate is an identity of its own: its peer may give no
+        # user (a user it does give must be valid).
+        certified = _auth.certificate_identity(self._certificate) is not None
+        if server._users and not (certified and not ping.username):
             password = server._users.get(ping.username)
             wanted = (
                 _protocol.password_digest(auth_salt, ping.username, password)
@@ -515,7 +522,7 @@ class _Connection:
         origin = server._auth.origin(
             self.address,
             certificate=self._certificate,
-            username=ping.username if server._users else None,
+            username=ping.username if server._users and ping.username else None,
             shared_key=True,
             claimed_host=ping.hostname,
         )
