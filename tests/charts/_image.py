@@ -252,7 +252,12 @@ class Pod:
         for mount in self.container["volumeMounts"]:
             volume, target = volumes[mount["name"]], mount["mountPath"]
             ro = ":ro" if mount.get("readOnly") else ""
-            if "configMap" in volume:
+            if "configMap" in volume and mount["name"] != "config":
+                # Another ConfigMap (detection rules): pod_files laid it out as the kubelet
+                # does; inside the config directory it is already part of that mount.
+                if config_dir is None or not target.startswith(config_dir + "/"):
+                    flags.append(f"--volume={files_root / target.lstrip('/')}:{target}{ro}")
+            elif "configMap" in volume:
                 config_dir = target
                 directory = files_root / target.lstrip("/")
                 directory.mkdir(parents=True, exist_ok=True)
@@ -263,8 +268,9 @@ class Pod:
             elif "secret" in volume or "projected" in volume:
                 mode = (volume.get("secret") or volume["projected"]).get("defaultMode", 0o644)
                 directory = files_root / target.lstrip("/")
-                for path in directory.iterdir():
-                    path.chmod(mode)
+                for path in directory.rglob("*"):
+                    # The kubelet gives files defaultMode; the folders of items' paths 0755.
+                    path.chmod(0o755 if path.is_dir() else mode)
                     self.chown(path, 0, fs_group or 0)
                 if config_dir is None or not target.startswith(config_dir + "/"):
                     flags.append(f"--volume={directory}:{target}{ro}")
