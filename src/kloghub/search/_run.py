@@ -297,7 +297,9 @@ async def _follow(
         newest_first=False,
         limit=_FOLLOW_MAX_PER_POLL,
     )
-    seen = {hit.id: hit.time_ns for hit in (*known, *printed)}
+    # Only what the first search could have shown (up to now_ns): a match newer than that,
+    # stored between the first search and this one, is new and is printed below.
+    seen = {hit.id: hit.time_ns for hit in (*known, *printed) if hit.time_ns <= now_ns}
     written = 0
     while True:
         if stop is None:
