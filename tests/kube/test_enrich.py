@@ -241,6 +241,9 @@ async def test_a_watch_expired_by_compaction_relists_without_a_gap(
         )
         away_at = pods.resource_version
         relay.cut()  # the agent loses the apiserver; meanwhile...
+        # (once it noticed: a change sent before the cut took effect would reach it over
+        # the old watch, and there would be nothing to relist)
+        await until(lambda: not pods.connected, WAIT_S, "the cut")
         core.patch_namespaced_pod("web", ns, {"metadata": {"labels": {"version": "2"}}})
         core.delete_namespaced_pod("gone", ns, grace_period_seconds=0)
         compacted = kube.compact_etcd()  # ...etcd forgets the history of those changes,
