@@ -6,14 +6,18 @@
 //! - `lines`: the read-buffer split (`kernels/_reference.py`);
 //! - `cri`, `docker`, `text`, `timestamp`, `utf8`, `parser`: lines → records (`kloghub.parse`);
 //! - `entries`: records → msgpack entries (`kernels/_entries.py`);
-//! - `encoder`: the Python class tying them together for one tailed file.
+//! - `encoder`: the Python class tying them together for one tailed file;
+//! - `msgpack`, `documents`: a Forward request's entries → the collector's sink-queue frames
+//!   (`collector/_fastpath.py`, spec: the normalizer and `sinks._bulk.encode`).
 
 mod cri;
 mod docker;
+mod documents;
 mod encoder;
 mod entries;
 mod flags;
 mod lines;
+mod msgpack;
 mod parser;
 mod text;
 mod timestamp;
@@ -24,6 +28,7 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = false)]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<encoder::FileEncoder>()?;
+    m.add_class::<documents::BulkDocuments>()?;
     m.add("KERNELS_VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

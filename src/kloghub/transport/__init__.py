@@ -9,12 +9,13 @@ backend, with the same contract. The codec in ``protocol`` is shared by both and
 from kloghub.transport import _protocol as protocol
 from kloghub.transport._client import ForwardOutput, client_ssl_context
 from kloghub.transport._protocol import FrameTooLargeError, ProtocolError
-from kloghub.transport._server import Deliver, ForwardServer, server_ssl_context
+from kloghub.transport._server import Deliver, DeliverPacked, ForwardServer, server_ssl_context
 from kloghub.transport._webhook import AuditWebhook
 
 __all__ = [
     "AuditWebhook",
     "Deliver",
+    "DeliverPacked",
     "ForwardOutput",
     "ForwardServer",
     "FrameTooLargeError",
