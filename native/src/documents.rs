@@ -22,6 +22,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use crate::applog::{self, App, Outcome};
 use crate::msgpack::{Head, Malformed, Reader};
 
 /// The slots of a template, between its pieces.
@@ -30,6 +31,12 @@ const SLOT_INGESTED: u8 = 1;
 const SLOT_MESSAGE: u8 = 2;
 const SLOT_OFFSET: u8 = 3;
 const SLOT_OFFSET_HEX: u8 = 4;
+/// `event.original` (the line itself, where `message` may be a JSON line's own message).
+const SLOT_ORIGINAL: u8 = 5;
+/// After `message`: a JSON line's `error` object and the JSON target's object.
+const SLOT_APP: u8 = 6;
+/// At the start of the `log` object: a JSON line's `"level":…,`.
+const SLOT_LEVEL: u8 = 7;
 
 /// A msgpack marker no encoder writes: stands for a cut-out value in a shape key.
 const HOLE: u8 = 0xc1;
@@ -48,6 +55,9 @@ struct Template {
     /// `pieces[i]`, `slots[i]`, …, the last piece.
     pieces: Vec<Vec<u8>>,
     slots: Vec<u8>,
+    /// `,"<target>":` when JSON lines have their slots in this template (else they are
+    /// left to Python).
+    target_key: Option<Vec<u8>>,
 }
 
 /// One entry as the kernel reads it.
@@ -114,7 +124,7 @@ fn second_text(second: i64) -> [u8; 19] {
 
 /// A JSON string's content as orjson writes it: `"` and `\` escaped, control characters as
 /// `\b \t \n \f \r` or `\u00xx`, everything else (valid UTF-8) as is.
-fn escape_into(out: &mut Vec<u8>, text: &[u8]) {
+pub fn escape_into(out: &mut Vec<u8>, text: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut start = 0;
     for (i, &b) in text.iter().enumerate() {
@@ -133,7 +143,14 @@ fn escape_into(out: &mut Vec<u8>, text: &[u8]) {
         if short != 0 {
             out.extend_from_slice(&[b'\\', short]);
         } else {
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]);
         }
         start = i + 1;
     }
@@ -151,7 +168,7 @@ fn strip_newline(text: &[u8]) -> &[u8] {
 
 /// Reads the entry at `r.pos` (already known to end at `end`); `Other` for anything but
 /// `[time, {…, "log": str, "kloghub": {…, "offset": uint}}]` with an in-range time.
-fn read_entry<'a>(r: &mut Reader<'a>, parse_json: bool) -> Result<(Entry<'a>, Cuts), Malformed> {
+fn read_entry<'a>(r: &mut Reader<'a>) -> Result<(Entry<'a>, Cuts), Malformed> {
     let mut cuts = Cuts { ranges: [(0, 0); 3] };
     if r.head()? != Head::Array(2) {
         return Ok((Entry::Other, cuts));
@@ -187,11 +204,7 @@ fn read_entry<'a>(r: &mut Reader<'a>, parse_json: bool) -> Result<(Entry<'a>, Cu
                 if line.is_some() || std::str::from_utf8(text).is_err() {
                     return Ok((Entry::Other, cuts));
                 }
-                let text = strip_newline(text);
-                if parse_json && text.first() == Some(&b'{') {
-                    return Ok((Entry::Other, cuts));
-                }
-                line = Some(text);
+                line = Some(strip_newline(text));
                 cuts.ranges[1] = (start, r.pos);
             }
             b"kloghub" => {
@@ -278,14 +291,15 @@ impl BulkDocuments {
         if value.is_none() {
             return Ok(None);
         }
-        let (index, id_prefix, pieces, slots): (Vec<u8>, Vec<u8>, Vec<Vec<u8>>, Vec<u8>) = value.extract()?;
-        if pieces.len() != slots.len() + 1 || slots.iter().any(|s| *s > SLOT_OFFSET_HEX) {
+        type Made = (Vec<u8>, Vec<u8>, Vec<Vec<u8>>, Vec<u8>, Option<Vec<u8>>);
+        let (index, id_prefix, pieces, slots, target_key): Made = value.extract()?;
+        if pieces.len() != slots.len() + 1 || slots.iter().any(|s| *s > SLOT_LEVEL) {
             return Err(PyValueError::new_err("a template has one more piece than slots, and known slots"));
         }
         if index.len() >= 0xffff || id_prefix.len() + 20 >= 0xffff {
             return Ok(None);
         }
-        Ok(Some(Rc::new(Template { index, id_prefix, pieces, slots })))
+        Ok(Some(Rc::new(Template { index, id_prefix, pieces, slots, target_key })))
     }
 
     fn timestamp(&mut self, time_ns: i64) -> [u8; 30] {
@@ -307,7 +321,15 @@ impl BulkDocuments {
     }
 
     /// Appends the frame of one record (`u32 length | u32 crc32 | payload`).
-    fn frame(&mut self, t: &Template, time_ns: i64, line: &[u8], offset: u64, ingested: &[u8]) {
+    fn frame(
+        &mut self,
+        t: &Template,
+        time_ns: i64,
+        line: &[u8],
+        offset: u64,
+        ingested: &[u8],
+        app: Option<&App>,
+    ) {
         let stamp = self.timestamp(time_ns);
         let out = &mut self.out;
         let frame_start = out.len();
@@ -332,11 +354,34 @@ impl BulkDocuments {
             match *slot {
                 SLOT_TIMESTAMP => out.extend_from_slice(&stamp),
                 SLOT_INGESTED => out.extend_from_slice(ingested),
-                SLOT_MESSAGE => escape_into(out, line),
+                SLOT_MESSAGE => match app.and_then(|a| a.message.as_ref()) {
+                    Some(message) => escape_into(out, message.as_bytes()),
+                    None => escape_into(out, line),
+                },
+                SLOT_ORIGINAL => escape_into(out, line),
                 SLOT_OFFSET => {
                     let _ = write!(out, "{offset}");
                 }
-                _ => out.extend_from_slice(hex),
+                SLOT_OFFSET_HEX => out.extend_from_slice(hex),
+                SLOT_APP => {
+                    if let Some(app) = app {
+                        if !app.error.is_empty() {
+                            out.extend_from_slice(b",\"error\":");
+                            applog::write_error(out, &app.error);
+                        }
+                        if !app.rest.is_empty() {
+                            out.extend_from_slice(t.target_key.as_deref().unwrap_or_default());
+                            applog::write_rest(out, &app.rest);
+                        }
+                    }
+                }
+                _ => {
+                    if let Some(level) = app.and_then(|a| a.level.as_ref()) {
+                        out.extend_from_slice(b"\"level\":");
+                        applog::write_str(out, level);
+                        out.push(b',');
+                    }
+                }
             }
         }
         out.extend_from_slice(t.pieces.last().map_or(&[][..], Vec::as_slice));
@@ -398,7 +443,7 @@ impl BulkDocuments {
             let end = skipper.pos;
             let entry = &data[pos..end];
             let mut r = Reader::new(entry, 0);
-            let read = read_entry(&mut r, self.parse_json);
+            let read = read_entry(&mut r);
             let (covered, cuts) = match read {
                 Ok((Entry::Covered { time_ns, line, offset }, cuts)) => (Some((time_ns, line, offset)), cuts),
                 _ => (None, Cuts { ranges: [(0, 0); 3] }),
@@ -407,9 +452,20 @@ impl BulkDocuments {
             if let Some((time_ns, line, offset)) = covered {
                 self.shape_key(scope, tag.as_bytes(), entry, 0, entry.len(), &cuts);
                 if let Some(t) = self.template(py, tag, entry)? {
-                    self.frame(&t, time_ns, line, offset, ingested);
-                    records += 1;
-                    done = true;
+                    let app = if self.parse_json && line.first() == Some(&b'{') {
+                        match (&t.target_key, std::str::from_utf8(line).map(applog::parse)) {
+                            (Some(_), Ok(Outcome::App(app))) => Some(Some(app)),
+                            (Some(_), Ok(Outcome::Text)) => Some(None),
+                            _ => None, // left to Python
+                        }
+                    } else {
+                        Some(None)
+                    };
+                    if let Some(app) = app {
+                        self.frame(&t, time_ns, line, offset, ingested, app.as_ref());
+                        records += 1;
+                        done = true;
+                    }
                 }
             }
             if !done {

@@ -7,9 +7,10 @@
 //! - `cri`, `docker`, `text`, `timestamp`, `utf8`, `parser`: lines → records (`kloghub.parse`);
 //! - `entries`: records → msgpack entries (`kernels/_entries.py`);
 //! - `encoder`: the Python class tying them together for one tailed file;
-//! - `msgpack`, `documents`: a Forward request's entries → the collector's sink-queue frames
+//! - `msgpack`, `applog`, `documents`: a Forward request's entries → the collector's sink-queue frames
 //!   (`collector/_fastpath.py`, spec: the normalizer and `sinks._bulk.encode`).
 
+mod applog;
 mod cri;
 mod docker;
 mod documents;

@@ -160,8 +160,8 @@ mod tests {
     fn skip_walks_nested_values() {
         // [1, {"a": [nil, true]}, "xy", bin(2), fixext8]
         let buf = [
-            0x95, 0x01, 0x81, 0xa1, b'a', 0x92, 0xc0, 0xc3, 0xa2, b'x', b'y', 0xc4, 0x02, 0, 0, 0xd7, 0x00, 0, 0, 0,
-            0, 0, 0, 0, 0,
+            0x95, 0x01, 0x81, 0xa1, b'a', 0x92, 0xc0, 0xc3, 0xa2, b'x', b'y', 0xc4, 0x02, 0, 0, 0xd7, 0x00,
+            0, 0, 0, 0, 0, 0, 0, 0,
         ];
         let mut r = Reader::new(&buf, 0);
         r.skip().unwrap();

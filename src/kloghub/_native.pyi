@@ -33,7 +33,7 @@ class FileEncoder:
     @property
     def format(self) -> str: ...
 
-_Template = tuple[bytes, bytes, list[bytes], list[int]]
+_Template = tuple[bytes, bytes, list[bytes], list[int], bytes | None]
 
 class BulkDocuments:
     def __init__(

@@ -12,6 +12,7 @@ and refuses broken requests the way the Python path does.
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,55 @@ _PODS: list[dict[str, Any] | None] = [
 _TAGS = ["kube.shop.web-1.app", "kube.var.log.containers.web-1_shop_app-" + "0" * 64 + ".log"]
 _TAGS += ["node.kubelet", "node.syslog", "audit", "custom"]
 
+_json_keys = st.sampled_from(
+    [
+        *("msg", "message", "level", "severity", "log.level", "error", "err", "stack"),
+        *("stack_trace", "stacktrace", "user", "n", "a.b", "ts", "é", ""),
+    ]
+)
+_json_scalars = st.one_of(
+    st.text(max_size=12),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([True, False, None, 10, 30, 60, 0, -0.0, 1e16, 1e-5, 2.5]),
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.lists(
+            st.tuples(
+                st.sampled_from(["message", "msg", "type", "kind", "name", "code", "stack", "x"]),
+                inner,
+            ),
+            max_size=4,
+        ).map(dict),
+    ),
+    max_leaves=8,
+)
+
+
+@st.composite
+def json_lines(draw: st.DrawFn) -> str:
+    """A JSON object as text, duplicate keys possible (written by hand, not by a dict)."""
+    pairs = draw(st.lists(st.tuples(_json_keys, _json_values), max_size=7))
+    ascii_ = draw(st.booleans())
+    body = ",".join(
+        json.dumps(k, ensure_ascii=ascii_) + ":" + json.dumps(v, ensure_ascii=ascii_)
+        for k, v in pairs
+    )
+    text = "{" + body + "}"
+    if draw(st.integers(0, 9)) == 0:
+        text = text.replace(":", ": ", 1) + " "
+    if draw(st.integers(0, 9)) == 0:
+        text = text + draw(st.sampled_from(["\n", "\r\n", "x", "}"]))
+    return text
+
+
 _lines = st.one_of(
     st.text(max_size=80),
+    json_lines(),
+    json_lines(),
     st.sampled_from(
         [
             "",
@@ -207,13 +255,15 @@ def test_the_kernel_writes_the_frames_of_the_python_path(
 
 
 def test_the_kernel_takes_the_records_of_the_agent_layout() -> None:
-    """Agent records of one container: after the first (the template), every one through
-    the kernel; JSON lines (parsed) and invalid-UTF-8 originals left to Python."""
+    """Agent records of one container, plain and JSON lines: every one through the kernel
+    except the line serde_json cannot read."""
     pod = _PODS[2]
     items = []
     for i in range(50):
         kh = {"file": "/var/log/pods/x/0.log", "file_id": "ino:1:2:ab", "offset": 100 * i}
-        line = f"line {i}\n" if i % 10 else '{"message": "json"}\n'
+        line = f"line {i}\n" if i % 5 else f'{{"msg": "j{i}", "level": 30, "n": {i}}}\n'
+        if i == 7:
+            line = '{"broken": \n'
         items.append(
             msgpack.packb(
                 [
@@ -236,8 +286,8 @@ def test_the_kernel_takes_the_records_of_the_agent_layout() -> None:
             data,
             1 << 20,
         )
-    assert taken == 45
-    assert fast == _reordered(spec, [i for i in range(50) if i % 10])
+    assert taken == 49
+    assert fast == _reordered(spec, [i for i in range(50) if i != 7])
 
 
 # ---------------------------------------------------------------------------- through queues

@@ -12,8 +12,12 @@ frames are byte for byte what the Python path (:class:`~kloghub.normalize.Normal
 the ``_bulk`` encoding, the queue's framing) makes of the same request; the property test
 ``tests/collector/test_fastpath.py`` holds the two to it.
 
-Records the kernel does not take — audit events, JSON lines (when JSON is parsed), times
-out of range, lines with invalid UTF-8, records of other layouts (Fluent Bit, fluent-logger)
+JSON lines (when JSON is parsed) are read by the kernel too (``native/src/applog.rs``, the
+specification being ``normalize._applog``): their message, level, error and other keys go
+into slots of the template that a second probe, with a JSON line, shows the place of.
+
+Records the kernel does not take — audit events, JSON lines serde_json refuses, times out
+of range, lines with invalid UTF-8, records of other layouts (Fluent Bit, fluent-logger)
 — come back as byte ranges and go through the Python path, in the same slice and the same
 queue push (after the kernel's frames).
 
@@ -30,6 +34,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+import orjson
+
 from kloghub import buffer, core, kernels, normalize, sinks, transport
 
 if TYPE_CHECKING:
@@ -45,59 +51,116 @@ _SCOPES_MAX = 4096
 _TIME_NS = 2_000_000_000 * 1_000_000_000 + 123_456_789
 _LINE = "\ue000"
 _INGESTED = "\ue001"
+_LEVEL, _ERROR, _REST = "\ue002", "\ue003", "\ue004"
 _OFFSET = 0xABCDEF12345
-_SLOT_TIMESTAMP, _SLOT_INGESTED, _SLOT_MESSAGE, _SLOT_OFFSET, _SLOT_OFFSET_HEX = range(5)
 _OFFSET_HEX = f"{_OFFSET:012x}"
+# The slots (native/src/documents.rs).
+_TIMESTAMP, _INGESTED_AT, _MESSAGE, _OFFSET_DEC, _OFFSET_ID, _ORIGINAL, _APP, _LOG_LEVEL = range(8)
 _MARKERS = {
-    normalize.Rfc3339(9)(_TIME_NS).encode(): _SLOT_TIMESTAMP,
-    _INGESTED.encode(): _SLOT_INGESTED,
-    _LINE.encode(): _SLOT_MESSAGE,
-    str(_OFFSET).encode(): _SLOT_OFFSET,
-    _OFFSET_HEX.encode(): _SLOT_OFFSET_HEX,
+    normalize.Rfc3339(9)(_TIME_NS).encode(): _TIMESTAMP,
+    _INGESTED.encode(): _INGESTED_AT,
+    _LINE.encode(): _MESSAGE,
+    str(_OFFSET).encode(): _OFFSET_DEC,
+    _OFFSET_HEX.encode(): _OFFSET_ID,
+    # stand-ins of the JSON probe's segments (0xff is never in UTF-8)
+    b"\xff\x05": _ORIGINAL,
+    b"\xff\x06": _APP,
+    b"\xff\x07": _LOG_LEVEL,
 }
 _MARKER = re.compile(b"|".join(re.escape(m) for m in _MARKERS))
-_EXPECTED = {_SLOT_TIMESTAMP: 1, _SLOT_INGESTED: 1, _SLOT_OFFSET: 1, _SLOT_OFFSET_HEX: 1}
+_ONCE = (_TIMESTAMP, _INGESTED_AT, _OFFSET_DEC, _OFFSET_ID)
+_JSON_LINE = orjson.dumps(
+    {"message": _LINE, "level": _LEVEL, "error": _ERROR, "zz": _REST}
+).decode()
+_LEVEL_SEGMENT = b'"level":' + orjson.dumps(_LEVEL) + b","
+_ORIGINAL_SEGMENT = orjson.dumps(_JSON_LINE)[1:-1]
 
-Template = tuple[bytes, bytes, list[bytes], list[int]]
+Template = tuple[bytes, bytes, list[bytes], list[int], bytes | None]
 
 
-def template(
-    normalizer: normalize.Normalizer, origin: core.Origin | None, tag: str, entry: bytes
-) -> Template | None:
-    """The template of ``entry``'s shape — ``(index, id prefix, pieces, slots)`` — or None
-    when its document is not the same for every time, line and offset."""
-    try:
-        (event,) = next(transport.protocol.packed_slices(tag, entry))
-    except (transport.ProtocolError, StopIteration, ValueError):
-        return None
+def _document(
+    normalizer: normalize.Normalizer, origin: core.Origin | None, event: core.Event, line: str
+) -> tuple[str, str, bytes] | None:
+    """``(index, id, _bulk bytes)`` of the probe of ``event`` with ``line`` and the marker
+    time and offset, or None when its document does not take them as the template needs."""
     record = dict(event.record)
-    kh = record.get("kloghub")
-    if type(kh) is not dict or type(record.get("log")) is not str:
-        return None
-    record["log"] = _LINE
-    record["kloghub"] = {**kh, "offset": _OFFSET}
-    probe = core.Event(event.tag, _TIME_NS, record)
-    doc = normalizer.shape_document(probe, origin, _INGESTED)
+    record["log"] = line
+    record["kloghub"] = {**record["kloghub"], "offset": _OFFSET}
+    doc = normalizer.shape_document(core.Event(event.tag, _TIME_NS, record), origin, _INGESTED)
     if doc is None or doc.time_ns != _TIME_NS:
         return None
     doc_id = doc.record.get("id")
     if type(doc_id) is not str or not doc_id.endswith(_OFFSET_HEX):
         return None
-    data = sinks.bulk_encode(doc)
+    return doc.tag, doc_id, sinks.bulk_encode(doc)
+
+
+def _cut(data: bytes) -> tuple[list[bytes], list[int]] | None:
+    """The pieces and slots of ``data`` cut at the markers, if each is there as often as a
+    template has it."""
     pieces: list[bytes] = []
     slots: list[int] = []
-    counts = dict.fromkeys(_MARKERS.values(), 0)
     start = 0
     for match in _MARKER.finditer(data):
-        slot = _MARKERS[match.group()]
-        counts[slot] += 1
         pieces.append(data[start : match.start()])
-        slots.append(slot)
+        slots.append(_MARKERS[match.group()])
         start = match.end()
     pieces.append(data[start:])
-    if any(counts[slot] != n for slot, n in _EXPECTED.items()) or counts[_SLOT_MESSAGE] < 1:
+    if any(slots.count(slot) != 1 for slot in _ONCE) or _MESSAGE not in slots:
         return None
-    return doc.tag.encode(), doc_id[: -len(_OFFSET_HEX)].encode(), pieces, slots
+    return pieces, slots
+
+
+def _render_plain(pieces: list[bytes], slots: list[int]) -> bytes:
+    """What a template makes of the probe's plain line (for checking it)."""
+    values = {slot: marker for marker, slot in _MARKERS.items()}
+    values[_ORIGINAL], values[_APP], values[_LOG_LEVEL] = _LINE.encode(), b"", b""
+    return b"".join(p + values[s] for p, s in zip(pieces, slots, strict=False)) + pieces[-1]
+
+
+def template(
+    normalizer: normalize.Normalizer, origin: core.Origin | None, tag: str, entry: bytes
+) -> Template | None:
+    """The template of ``entry``'s shape — ``(index, id prefix, pieces, slots, target
+    key)`` — or None when its document is not the same for every time, line and offset.
+
+    Made of two probes: the entry with a plain marker line, and with a JSON line that has
+    a message, a level, an error and one other key. When cutting the JSON probe's segments
+    out of its document gives the plain probe's document, the template has the slots of
+    JSON lines too (``target key``: the bytes before the JSON target's object); otherwise
+    JSON lines of this shape are left to Python.
+    """
+    try:
+        (event,) = next(transport.protocol.packed_slices(tag, entry))
+    except (transport.ProtocolError, StopIteration, ValueError):
+        return None
+    if type(event.record.get("kloghub")) is not dict or type(event.record.get("log")) is not str:
+        return None
+    plain = _document(normalizer, origin, event, _LINE)
+    if plain is None or plain[2].count(b"\xff"):
+        return None
+    index, doc_id, data = plain
+    cut = _cut(data)
+    if cut is None:
+        return None
+    pieces, slots = cut
+    target_key = None
+    target = normalizer.json_target
+    json = _document(normalizer, origin, event, _JSON_LINE) if normalizer.parse_json else None
+    if json is not None and len(target) == 1:
+        key = b"," + orjson.dumps(target[0]) + b":"
+        app = b',"error":{"message":' + orjson.dumps(_ERROR) + b"}" + key
+        app += b'{"zz":' + orjson.dumps(_REST) + b"}"
+        jdata = json[2]
+        originals = slots.count(_MESSAGE) - 1
+        if jdata.count(app) == 1 and jdata.count(_LEVEL_SEGMENT) == 1:
+            jdata = jdata.replace(app, b"\xff\x06").replace(_LEVEL_SEGMENT, b"\xff\x07")
+            if jdata.count(_ORIGINAL_SEGMENT) == originals:
+                jcut = _cut(jdata.replace(_ORIGINAL_SEGMENT, b"\xff\x05"))
+                if jcut is not None and _render_plain(*jcut) == data:
+                    pieces, slots = jcut
+                    target_key = key
+    return index.encode(), doc_id[: -len(_OFFSET_HEX)].encode(), pieces, slots, target_key
 
 
 class FastPath:

@@ -236,6 +236,16 @@ class Normalizer:
         meta = self._meta.pod(namespace, name)
         return meta.kubernetes if meta is not None else None
 
+    @property
+    def parse_json(self) -> bool:
+        """Whether JSON application lines are parsed (``normalizer.parse_json``)."""
+        return self._parse_json
+
+    @property
+    def json_target(self) -> tuple[str, ...]:
+        """The path of the object that holds a JSON line's keys without an ECS field."""
+        return self._target
+
     def ingested(self) -> str:
         """``event.ingested`` of the documents made now."""
         return self._now()
