@@ -126,23 +126,31 @@ fn second_text(second: i64) -> [u8; 19] {
 /// `\b \t \n \f \r` or `\u00xx`, everything else (valid UTF-8) as is.
 pub fn escape_into(out: &mut Vec<u8>, text: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    /// 0: as is; `u`: `\u00xx`; else the letter after the backslash.
+    const ESCAPE: [u8; 256] = {
+        let mut table = [0u8; 256];
+        let mut i = 0;
+        while i < 0x20 {
+            table[i] = b'u';
+            i += 1;
+        }
+        table[0x08] = b'b';
+        table[b'\t' as usize] = b't';
+        table[b'\n' as usize] = b'n';
+        table[0x0c] = b'f';
+        table[b'\r' as usize] = b'r';
+        table[b'"' as usize] = b'"';
+        table[b'\\' as usize] = b'\\';
+        table
+    };
     let mut start = 0;
     for (i, &b) in text.iter().enumerate() {
-        let short = match b {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            0x08 => b'b',
-            b'\t' => b't',
-            b'\n' => b'n',
-            0x0c => b'f',
-            b'\r' => b'r',
-            0..=0x1f => 0,
-            _ => continue,
-        };
+        let short = ESCAPE[usize::from(b)];
+        if short == 0 {
+            continue;
+        }
         out.extend_from_slice(&text[start..i]);
-        if short != 0 {
-            out.extend_from_slice(&[b'\\', short]);
-        } else {
+        if short == b'u' {
             out.extend_from_slice(&[
                 b'\\',
                 b'u',
@@ -151,6 +159,8 @@ pub fn escape_into(out: &mut Vec<u8>, text: &[u8]) {
                 HEX[usize::from(b >> 4)],
                 HEX[usize::from(b & 15)],
             ]);
+        } else {
+            out.extend_from_slice(&[b'\\', short]);
         }
         start = i + 1;
     }
@@ -436,18 +446,22 @@ impl BulkDocuments {
         let mut records = 0;
         let mut pos = start;
         while pos < data.len() && pos - start < max_bytes {
-            let mut skipper = Reader::new(data, pos);
-            if skipper.skip().is_err() {
-                return Ok((PyBytes::new(py, &self.out).unbind(), records, -1, others));
-            }
-            let end = skipper.pos;
-            let entry = &data[pos..end];
-            let mut r = Reader::new(entry, 0);
-            let read = read_entry(&mut r);
-            let (covered, cuts) = match read {
-                Ok((Entry::Covered { time_ns, line, offset }, cuts)) => (Some((time_ns, line, offset)), cuts),
-                _ => (None, Cuts { ranges: [(0, 0); 3] }),
+            // A covered entry is read whole by read_entry; any other is skipped over.
+            let rest = &data[pos..];
+            let mut r = Reader::new(rest, 0);
+            let (covered, cuts, end) = match read_entry(&mut r) {
+                Ok((Entry::Covered { time_ns, line, offset }, cuts)) => {
+                    (Some((time_ns, line, offset)), cuts, pos + r.pos)
+                }
+                _ => {
+                    let mut skipper = Reader::new(data, pos);
+                    if skipper.skip().is_err() {
+                        return Ok((PyBytes::new(py, &self.out).unbind(), records, -1, others));
+                    }
+                    (None, Cuts { ranges: [(0, 0); 3] }, skipper.pos)
+                }
             };
+            let entry = &data[pos..end];
             let mut done = false;
             if let Some((time_ns, line, offset)) = covered {
                 self.shape_key(scope, tag.as_bytes(), entry, 0, entry.len(), &cuts);
