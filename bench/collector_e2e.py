@@ -44,7 +44,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import orjson
@@ -54,6 +56,8 @@ sys.path.insert(0, str(_HERE))
 
 import gen_cri  # noqa: E402 - the generator next to this file
 from _procstat import cpu_seconds, status_mib  # noqa: E402 - shared /proc readings, next to this file
+
+from kloghub.transport import protocol  # noqa: E402
 
 _PODS = 16
 
@@ -128,21 +132,47 @@ def _frame(tag: str, entries: bytes, count: int, chunk: str) -> bytes:
 # ------------------------------------------------------------------ sender
 
 
-async def _send_connection(port: int, frames: list[bytes], ids: list[str], in_flight: int) -> None:
+Auth = tuple[str, str, str]
+"""``(username, password, shared key)`` the sender proves itself with (HELO/PING/PONG)."""
+
+
+async def _handshake(
+    writer: asyncio.StreamWriter, answer: Callable[[], Awaitable[Any]], auth: Auth
+) -> None:
+    user, password, key = auth
+    helo = protocol.parse_helo(await answer())
+    salt = "0123456789abcdef"
+    digest = protocol.shared_key_digest(salt, user, helo.nonce, key)
+    proof = protocol.password_digest(helo.auth_salt, user, password)
+    writer.write(protocol.encode_ping(user, salt, digest, user, proof))
+    if not protocol.parse_pong(await answer()).ok:
+        raise SystemExit("handshake refused")
+
+
+async def _send_connection(
+    port: int, frames: list[bytes], ids: list[str], in_flight: int, auth: Auth | None = None
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    slots = asyncio.Semaphore(in_flight)
+    unpacker = msgpack.Unpacker(raw=False)
     unacked = set(ids)
 
-    async def read_acks() -> None:
-        unpacker = msgpack.Unpacker(raw=False)
-        while unacked:
+    async def answer() -> Any:
+        while True:
+            for value in unpacker:
+                return value
             data = await reader.read(65536)
             if not data:
                 raise ConnectionError(f"collector closed with {len(unacked)} chunks unacked")
             unpacker.feed(data)
-            for message in unpacker:
-                unacked.discard(message["ack"])
-                slots.release()
+
+    if auth is not None:
+        await _handshake(writer, answer, auth)
+    slots = asyncio.Semaphore(in_flight)
+
+    async def read_acks() -> None:
+        while unacked:
+            unacked.discard((await answer())["ack"])
+            slots.release()
 
     acks = asyncio.create_task(read_acks())
     for frame in frames:
@@ -153,7 +183,14 @@ async def _send_connection(port: int, frames: list[bytes], ids: list[str], in_fl
     writer.close()
 
 
-def _sender(port: int, chunks_path: str, connections: int, in_flight: int, go: object) -> None:
+def _sender(
+    port: int,
+    chunks_path: str,
+    connections: int,
+    in_flight: int,
+    go: object,
+    auth: Auth | None = None,
+) -> None:
     chunks = msgpack.unpackb(Path(chunks_path).read_bytes(), raw=False)
     per: list[tuple[list[bytes], list[str]]] = [([], []) for _ in range(connections)]
     for n, (tag, entries, count) in enumerate(chunks):
@@ -164,7 +201,7 @@ def _sender(port: int, chunks_path: str, connections: int, in_flight: int, go: o
     go.wait()  # type: ignore[attr-defined]
 
     async def main() -> None:
-        await asyncio.gather(*(_send_connection(port, f, i, in_flight) for f, i in per))
+        await asyncio.gather(*(_send_connection(port, f, i, in_flight, auth) for f, i in per))
 
     asyncio.run(main())
 

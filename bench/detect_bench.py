@@ -37,7 +37,6 @@ collector and agent CPU.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -64,8 +63,6 @@ _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
 
 import collector_e2e as ce2e  # noqa: E402 - the benchmark next to this file
-
-from kloghub.transport import protocol  # noqa: E402
 
 _FIXTURE = _HERE.parent / "tests" / "fixtures" / "kube-audit" / "audit.log"
 _ALERTING = {5, 10, 13, 15, 17}
@@ -143,58 +140,6 @@ def _mixed_chunks(records: int, per_chunk: int, audit_share: float, alert_every:
     return mixed
 
 
-async def _connection(port: int, frames: list[bytes], ids: list[str], in_flight: int) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    unpacker = msgpack.Unpacker(raw=False)
-
-    async def answer() -> Any:
-        while True:
-            for value in unpacker:
-                return value
-            data = await reader.read(65536)
-            if not data:
-                raise ConnectionError("collector closed the connection")
-            unpacker.feed(data)
-
-    helo = protocol.parse_helo(await answer())
-    salt = "0123456789abcdef"
-    digest = protocol.shared_key_digest(salt, _USER, helo.nonce, _KEY)
-    password = protocol.password_digest(helo.auth_salt, _USER, _PASSWORD)
-    writer.write(protocol.encode_ping(_USER, salt, digest, _USER, password))
-    if not protocol.parse_pong(await answer()).ok:
-        raise SystemExit("handshake refused")
-    slots = asyncio.Semaphore(in_flight)
-    unacked = set(ids)
-
-    async def read_acks() -> None:
-        while unacked:
-            unacked.discard((await answer())["ack"])
-            slots.release()
-
-    acks = asyncio.create_task(read_acks())
-    for frame in frames:
-        await slots.acquire()
-        writer.write(frame)
-        await writer.drain()
-    await acks
-    writer.close()
-
-
-def _sender(port: int, chunks_path: str, connections: int, in_flight: int, go: Any) -> None:
-    chunks = msgpack.unpackb(Path(chunks_path).read_bytes(), raw=False)
-    per: list[tuple[list[bytes], list[str]]] = [([], []) for _ in range(connections)]
-    for n, (tag, entries, count) in enumerate(chunks):
-        frames, ids = per[n % connections]
-        frames.append(ce2e._frame(tag, entries, count, f"c{n:08d}"))
-        ids.append(f"c{n:08d}")
-    go.wait()
-
-    async def main() -> None:
-        await asyncio.gather(*(_connection(port, f, i, in_flight) for f, i in per))
-
-    asyncio.run(main())
-
-
 def _metric(port: int, name: str) -> int:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
@@ -243,7 +188,15 @@ def _run_cpu(args: argparse.Namespace, chunks_path: Path, *, detections: bool) -
     ctx = multiprocessing.get_context("spawn")
     go = ctx.Event()
     sender = ctx.Process(
-        target=_sender, args=(port, str(chunks_path), args.connections, args.in_flight, go)
+        target=ce2e._sender,
+        args=(
+            port,
+            str(chunks_path),
+            args.connections,
+            args.in_flight,
+            go,
+            (_USER, _PASSWORD, _KEY),
+        ),
     )
     try:
         ce2e._wait_port(port, proc, log)
