@@ -94,3 +94,77 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait(10)
         return int(self.proc.returncode)
+
+
+CONTROL_PLANE = {"username": "cp-1", "password": "pw", "roles": ["control-plane"]}
+"""The collector's one user: the identity audit events are accepted from (level run)."""
+
+
+def start_run_pipeline(
+    workdir: Path,
+    *,
+    audit: Path,
+    sinks: list[dict[str, Any]],
+    collector: dict[str, Any] | None = None,
+    audit_source: dict[str, Any] | None = None,
+    containers: str | None = None,
+) -> tuple[Daemon, Daemon]:
+    """A collector and an agent at level run, both started: the agent (node ``cp-1``, no
+    Kubernetes API, no node logs) tails the audit log ``audit`` (``audit_source``: more of
+    its settings) and the container logs of ``containers`` (a glob; none by default) and
+    forwards them as :data:`CONTROL_PLANE`, the collector writes to ``sinks``;
+    ``collector`` adds to or replaces the collector's settings (``normalizer``,
+    ``detections``...). State and configs go below ``workdir``."""
+    port = free_port()
+    shared_key = "k"
+    collector_daemon = Daemon(
+        "collector",
+        config={
+            "level": "run",
+            "collector": {
+                "listen": f"127.0.0.1:{port}",
+                "state_dir": str(workdir / "c"),
+                "metrics_addr": "127.0.0.1:0",
+                "listener": {"shared_key": shared_key, "users": [CONTROL_PLANE]},
+                "sinks": sinks,
+                **(collector or {}),
+            },
+        },
+        workdir=workdir,
+    ).start()
+    agent = Daemon(
+        "agent",
+        config={
+            "level": "run",
+            "agent": {
+                "state_dir": str(workdir / "a"),
+                "metrics_addr": "127.0.0.1:0",
+                "enrichment": {"kubernetes_api": False},
+                "sources": {
+                    "containers": {"paths": [containers or str(workdir / "no-pods" / "*.log")]},
+                    "node": {"enabled": False},
+                    "audit": {"path": str(audit), **(audit_source or {})},
+                    "poll_interval": "50ms",
+                },
+                "node_name": CONTROL_PLANE["username"],
+                "outputs": [
+                    {
+                        "url": f"forward://127.0.0.1:{port}",
+                        "flush_interval": "100ms",
+                        "shared_key": shared_key,
+                        "username": CONTROL_PLANE["username"],
+                        "password": CONTROL_PLANE["password"],
+                    }
+                ],
+            },
+        },
+        workdir=workdir,
+    ).start()
+    try:
+        collector_daemon.wait_log("started", timeout=60)
+        agent.wait_log("started", timeout=60)
+    except BaseException:
+        agent.stop()
+        collector_daemon.stop()
+        raise
+    return collector_daemon, agent

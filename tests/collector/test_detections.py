@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests._procs import Daemon, free_port
+from tests._procs import Daemon, start_run_pipeline
 from tests.detect import _events as ev
 
 pytestmark = pytest.mark.integration
@@ -53,65 +53,25 @@ def _pipeline(
 ) -> tuple[Daemon, Daemon]:
     """A collector with the default pack (the admin's exec excepted, cluster-admin bindings
     in dry-run, ``detections`` added) and an agent tailing the fixture's audit log."""
-    port = free_port()
     audit = tmp_path / "audit.log"
     shutil.copy(ev.FIXTURE, audit)
-    collector = Daemon(
-        "collector",
-        config={
-            "level": "run",
-            "collector": {
-                "listen": f"127.0.0.1:{port}",
-                "state_dir": str(tmp_path / "c"),
-                "metrics_addr": "127.0.0.1:0",
-                "normalizer": {"namespace": ns},  # its own data streams on shared servers
-                "listener": {
-                    "shared_key": "k",
-                    "users": [{"username": "cp-1", "password": "pw", "roles": ["control-plane"]}],
+    return start_run_pipeline(
+        tmp_path,
+        audit=audit,
+        sinks=sinks,
+        collector={
+            "normalizer": {"namespace": ns},  # its own data streams on shared servers
+            "detections": {
+                "enabled": True,
+                "rules": {
+                    # The operator's own exec is allowed; the ServiceAccount's is not.
+                    EXEC: {"exceptions": [{"user.username": "kloghub-admin"}]},
+                    CLUSTER_ADMIN: {"mode": "dry-run"},
                 },
-                "sinks": sinks,
-                "detections": {
-                    "enabled": True,
-                    "rules": {
-                        # The operator's own exec is allowed; the ServiceAccount's is not.
-                        EXEC: {"exceptions": [{"user.username": "kloghub-admin"}]},
-                        CLUSTER_ADMIN: {"mode": "dry-run"},
-                    },
-                    **detections,
-                },
+                **detections,
             },
         },
-        workdir=tmp_path,
-    ).start()
-    agent = Daemon(
-        "agent",
-        config={
-            "level": "run",
-            "agent": {
-                "state_dir": str(tmp_path / "a"),
-                "metrics_addr": "127.0.0.1:0",
-                "enrichment": {"kubernetes_api": False},
-                "sources": {
-                    "containers": {"paths": [str(tmp_path / "no-pods" / "*.log")]},
-                    "node": {"enabled": False},
-                    "audit": {"path": str(audit)},
-                    "poll_interval": "50ms",
-                },
-                "node_name": "cp-1",
-                "outputs": [
-                    {
-                        "url": f"forward://127.0.0.1:{port}",
-                        "flush_interval": "100ms",
-                        "shared_key": "k",
-                        "username": "cp-1",
-                        "password": "pw",
-                    }
-                ],
-            },
-        },
-        workdir=tmp_path,
-    ).start()
-    return collector, agent
+    )
 
 
 def _check_alerts(alerts: list[dict[str, Any]], where: str) -> None:
