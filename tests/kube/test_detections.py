@@ -19,6 +19,7 @@ import pytest
 
 from tests import _notify
 from tests._procs import Daemon, start_run_pipeline
+from tests.kube import _activity
 
 pytestmark = pytest.mark.integration
 
@@ -130,17 +131,7 @@ def _activity_raises_alerts(
         )
         kube.request("POST", exec_path)  # no kubelet: refused after authorization, recorded
         core.create_namespaced_service_account(ns, {"metadata": {"name": "intruder"}})
-        rbac.create_cluster_role_binding(
-            {
-                "metadata": {"name": f"{ns}-intruder-admin"},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": "cluster-admin",
-                },
-                "subjects": [{"kind": "ServiceAccount", "name": "intruder", "namespace": ns}],
-            }
-        )
+        rbac.create_cluster_role_binding(_activity.intruder_admin(ns))
         deadline = time.monotonic() + ALERT_BOUND_S
         while True:
             alerts = _alerts(store, ns)
