@@ -36,10 +36,7 @@ import multiprocessing
 import random
 import re
 import shutil
-import signal
-import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +51,7 @@ import orjson
 _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
 
+import _daemon  # noqa: E402 - next to this file
 import gen_cri  # noqa: E402 - the generator next to this file
 from _procstat import cpu_seconds, status_mib  # noqa: E402 - shared /proc readings, next to this file
 
@@ -209,12 +207,6 @@ def _sender(
 # ------------------------------------------------------------------ measuring
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def acked(metrics_port: int) -> int:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
@@ -225,17 +217,6 @@ def acked(metrics_port: int) -> int:
     for match in re.finditer(r"^kloghub_records_acked_total\{[^}]*\} (\S+)$", text, re.M):
         total += float(match.group(1))
     return int(total)
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"collector exited ({proc.returncode}); see {log}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise SystemExit("collector did not listen in 60 s")
 
 
 def collector_config(args: argparse.Namespace, state: Path, port: int, mport: int) -> str:
@@ -258,26 +239,19 @@ def collector_config(args: argparse.Namespace, state: Path, port: int, mport: in
 
 
 def run_collector(args: argparse.Namespace, chunks_path: Path, records: int) -> None:
-    port, mport = free_port(), free_port()
+    port, mport = _daemon.free_port(), _daemon.free_port()
     state = Path(tempfile.mkdtemp(prefix="kloghub-ce2e-", dir=args.tmp))
     cfg = state / "collector.yaml"
     cfg.write_text(collector_config(args, state, port, mport))
     log = state / "collector.log"
-    command = [sys.executable, "-m", "kloghub"]
-    if args.profile:
-        command[1:1] = ["-m", "cProfile", "-o", str(args.profile)]
-    proc = subprocess.Popen(
-        [*command, "collector", "--level", "run", "--config", str(cfg)],
-        stdout=subprocess.DEVNULL,
-        stderr=open(log, "wb"),  # noqa: SIM115 - closed with the process
-    )
+    proc = _daemon.start("collector", "run", cfg, log, args.profile)
     ctx = multiprocessing.get_context("spawn")
     go = ctx.Event()
     sender = ctx.Process(
         target=_sender, args=(port, str(chunks_path), args.connections, args.in_flight, go)
     )
     try:
-        _wait_port(port, proc, log)
+        _daemon.wait_port(port, proc, log)
         sender.start()
         time.sleep(2)  # the sender builds its frames
         cpu0 = cpu_seconds(proc.pid)
@@ -300,11 +274,7 @@ def run_collector(args: argparse.Namespace, chunks_path: Path, records: int) -> 
         time.sleep(args.settle)
         after = status_mib(proc.pid, "VmRSS")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(30)
-        if proc.poll() is None:
-            proc.kill()
+        _daemon.stop(proc)
         if sender.is_alive():
             sender.kill()
         if not args.keep:
@@ -348,7 +318,7 @@ def _decode_child(port: int, expected: int, ready: object, result: object) -> No
 
 
 def run_decode(args: argparse.Namespace, chunks_path: Path, records: int) -> None:
-    port = free_port()
+    port = _daemon.free_port()
     ctx = multiprocessing.get_context("spawn")
     ready, go = ctx.Event(), ctx.Event()
     child = ctx.Process(target=_decode_child, args=(port, records, ready, None))
