@@ -23,6 +23,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def run_kloghub(
+    *args: str, timeout: float = 60.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``kloghub <args>`` run to its end, its output captured as text; the caller reads
+    ``returncode`` (``env`` replaces the environment when given)."""
+    return subprocess.run(
+        [sys.executable, "-m", "kloghub", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+
+
+def search(query: str, store: str, since: str = "1000d") -> list[dict[str, Any]]:
+    """The documents ``kloghub search QUERY --store STORE`` finds (up to 1000, NDJSON)."""
+    result = run_kloghub(
+        *("search", query, "--store", store, "--since", since),
+        *("--limit", "1000", "--format", "ndjson"),
+    )
+    return [orjson.loads(line) for line in result.stdout.splitlines()]
+
+
 class Daemon:
     """``kloghub <args>`` in a subprocess; its stderr JSON lines collected in a thread."""
 

@@ -6,8 +6,6 @@ kloghub.alerts data stream, found by `kloghub search`; dry-run and exceptions as
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -17,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests._procs import Daemon, start_run_pipeline
+from tests._procs import Daemon, search, start_run_pipeline
 from tests.detect import _events as ev
 
 pytestmark = pytest.mark.integration
@@ -27,20 +25,6 @@ SECRET_ACCESS = "e2d97bc4-c54f-463d-966a-11c341f6f387"
 SENSITIVE_ROLE = "e8c41498-9d04-4d65-b928-3a6e95683195"
 CLUSTER_ADMIN = "a1c5a4e4-7e5a-4877-a7ef-9fef3065bd81"
 READER = "system:serviceaccount:shop:reader"
-
-
-def search(store: str, query: str) -> list[dict[str, Any]]:
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "kloghub", "search", query, "--store", store),
-            *("--since", "1000d", "--limit", "1000", "--format", "ndjson"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return [orjson.loads(line) for line in result.stdout.splitlines()]
 
 
 def _get(url: str) -> Any:
@@ -115,14 +99,14 @@ def test_the_collector_writes_the_alerts_of_real_audit_events_to_every_sink(
         deadline = time.monotonic() + 90
         while len(found) < len(stores):
             for name, store in stores.items():
-                if name not in found and len(hits := search(store, query)) >= 4:
+                if name not in found and len(hits := search(query, store)) >= 4:
                     found[name] = hits
             assert time.monotonic() < deadline, (
                 f"alerts only in {sorted(found)}: " + "".join(collector.raw)[-3000:]
             )
             time.sleep(1)
         # The events are there too: the alerts did not take their place.
-        assert len(search(stores["store"], "dataset:kubernetes.audit_logs")) == len(ev.raw_events())
+        assert len(search("dataset:kubernetes.audit_logs", stores["store"])) == len(ev.raw_events())
     finally:
         assert agent.stop() == 0
         assert collector.stop() == 0

@@ -3,15 +3,13 @@ index templates installed at collector start, and `kloghub search` against it.""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import urllib.request
 
 import orjson
 import pytest
 
-from tests._procs import start_run_pipeline
+from tests._procs import search, start_run_pipeline
 from tests._world import World
 
 pytestmark = pytest.mark.integration
@@ -60,28 +58,7 @@ def test_run_level_lines_and_audit_events_land_in_opensearch_data_streams(
     try:
 
         def count(query: str) -> int:
-            result = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "kloghub",
-                    "search",
-                    query,
-                    "--store",
-                    f"opensearch+http://{host}",
-                    "--since",
-                    "1000d",
-                    "--limit",
-                    "1000",
-                    "--format",
-                    "ndjson",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
-            return len(result.stdout.splitlines())
+            return len(search(query, f"opensearch+http://{host}"))
 
         deadline = time.monotonic() + 90
         while (

@@ -6,8 +6,6 @@ in the collector's config apply to both."""
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
 import time
 import urllib.parse
 import uuid
@@ -18,7 +16,7 @@ import orjson
 import pytest
 
 from tests import _notify
-from tests._procs import Daemon, start_run_pipeline
+from tests._procs import Daemon, search, start_run_pipeline
 from tests.kube import _activity
 
 pytestmark = pytest.mark.integration
@@ -46,17 +44,7 @@ def _privileged_pod(name: str) -> dict[str, Any]:
 
 
 def _alerts(store: str, ns: str) -> list[dict[str, Any]]:
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "kloghub", "search", "event.kind:alert", "--store", store),
-            *("--since", "1h", "--limit", "1000", "--format", "ndjson"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    docs = [orjson.loads(line) for line in result.stdout.splitlines()]
+    docs = search("event.kind:alert", store, since="1h")
     # The audit log is the session's: keep the alerts about this test's objects.
     return [d for d in docs if ns in orjson.dumps(d.get("kubernetes")).decode()]
 
