@@ -23,6 +23,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def terminate(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """Stop ``proc`` as an operator would (SIGTERM; SIGKILL after ``timeout`` seconds) and
+    return its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return int(proc.returncode)
+
+
 def run_kloghub(
     *args: str, timeout: float = 60.0, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -110,14 +123,7 @@ class Daemon:
     def stop(self, timeout: float = 30.0) -> int:
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return int(self.proc.returncode)
+        return terminate(self.proc, timeout)
 
 
 CONTROL_PLANE = {"username": "cp-1", "password": "pw", "roles": ["control-plane"]}
