@@ -40,6 +40,11 @@ from kloghub.runtime import metrics
 
 __all__ = ["DiskQueue"]
 
+try:
+    from kloghub._native import take_wire_frames as _TAKE_WIRE  # native/src/wire.rs
+except ImportError:  # pragma: no cover - exercised where the extension is not built
+    _TAKE_WIRE = None
+
 _log = logging.getLogger("kloghub.buffer")
 
 _T = TypeVar("_T")
@@ -913,7 +918,20 @@ class DiskQueue(core.Service):
         header, crc32 = _FRAME_HEADER, zlib.crc32
         events, fin, nbytes, max_bytes = take.events, take.fin, take.nbytes, take.max_bytes
         append, room = events.append, take.max_records - len(events)
+        # The compiled loop takes the plain frames of encoded events (no acknowledged
+        # ranges to skip); this loop then goes on at the first frame it left.
+        fast = _TAKE_WIRE if make is _segment.decode_wire and not skip else None
         while room > 0:
+            if fast is not None:
+                got, pos, nbytes = fast(
+                    buf, pos, room, nbytes, max_bytes, bool(events), fin, core.Event, core.Encoded
+                )
+                if got:
+                    events.extend(got)
+                    idx += len(got)
+                    room -= len(got)
+                    if room <= 0:
+                        continue
             avail = size - pos
             if avail >= _FRAME_SIZE:
                 length, crc = header(buf, pos)
