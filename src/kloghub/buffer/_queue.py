@@ -40,8 +40,12 @@ from kloghub.runtime import metrics
 
 __all__ = ["DiskQueue"]
 
+_TAKE_WIRE: Callable[..., tuple[list[Any], int, int]] | None
+"""The compiled loop over encoded-event frames (native/src/wire.rs), when built."""
 try:
-    from kloghub._native import take_wire_frames as _TAKE_WIRE  # native/src/wire.rs
+    from kloghub._native import take_wire_frames
+
+    _TAKE_WIRE = take_wire_frames
 except ImportError:  # pragma: no cover - exercised where the extension is not built
     _TAKE_WIRE = None
 
@@ -906,7 +910,9 @@ class DiskQueue(core.Service):
             take.fin.seal()
         return take.events
 
-    def _decode(self, seg: _segment.Segment, take: _Take, make: _Make) -> bool:
+    def _decode(  # noqa: PLR0912, PLR0915 - the pop hot path: one loop, locals only
+        self, seg: _segment.Segment, take: _Take, make: _Make
+    ) -> bool:
         """Decode frames of ``seg`` into ``take`` (``make`` builds an item of a frame's
         payload); True when the segment ended.
 
@@ -926,12 +932,11 @@ class DiskQueue(core.Service):
                 got, pos, nbytes = fast(
                     buf, pos, room, nbytes, max_bytes, bool(events), fin, core.Event, core.Encoded
                 )
-                if got:
-                    events.extend(got)
-                    idx += len(got)
-                    room -= len(got)
-                    if room <= 0:
-                        continue
+                events.extend(got)
+                idx += len(got)
+                room -= len(got)
+                if room <= 0:
+                    continue
             avail = size - pos
             if avail >= _FRAME_SIZE:
                 length, crc = header(buf, pos)
