@@ -14,8 +14,9 @@ would be a second document. So after each bulk answer, the documents that landed
 409) in a backing index created *after* their own ``@timestamp`` (less
 :data:`ROLLOVER_SKEW_S`) — only those can have a first copy in an older index — are looked
 up by id (``_mget``, real time) in the older backing indices that were the write index at
-or after that time; a copy found there means the one just written is a resend, and it is
-deleted from the newer index before the events are settled (see DESIGN.md).
+or after that time; a copy found there means the one just written is a resend: the oldest
+copy stays, every newer one (the one just written, and one a killed collector left between
+them) is deleted before the events are settled (see DESIGN.md).
 """
 
 from __future__ import annotations
