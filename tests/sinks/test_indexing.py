@@ -281,6 +281,20 @@ async def test_a_resend_after_a_rollover_is_not_a_second_document(cluster: Clust
     assert counter(metrics.ROLLOVER_COPIES, cluster.product) - removed_before == 20
 
 
+async def write_behind_the_sink(cluster: Cluster, ids: range) -> None:
+    """Index ``ids`` into the stream's write index with no rollover check (a resend whose
+    collector was killed before it removed the copy)."""
+    lines = []
+    for i in ids:
+        lines.append(orjson.dumps({"create": {"_id": f"{cluster.stream}-{i}"}}))
+        lines.append(orjson.dumps(doc(i)))
+    body = b"\n".join(lines) + b"\n"
+    if cluster.product == "elasticsearch":
+        await cluster.client.bulk(index=cluster.stream, operations=body, refresh=True)
+    else:
+        await cluster.client.bulk(index=cluster.stream, body=body, refresh=True)
+
+
 async def test_a_copy_left_in_the_new_backing_index_by_a_crash_is_removed_on_resend(
     cluster: Cluster,
 ):
@@ -294,15 +308,7 @@ async def test_a_copy_left_in_the_new_backing_index_by_a_crash_is_removed_on_res
         await settled.wait_for(30)
         await rollover(cluster)
         # The crash: 20-29 written again into the new write index, nobody removed them.
-        lines = []
-        for i in range(20, 30):
-            lines.append(orjson.dumps({"create": {"_id": f"{cluster.stream}-{i}"}}))
-            lines.append(orjson.dumps(doc(i)))
-        body = b"\n".join(lines) + b"\n"
-        if cluster.product == "elasticsearch":
-            await cluster.client.bulk(index=cluster.stream, operations=body, refresh=True)
-        else:
-            await cluster.client.bulk(index=cluster.stream, body=body, refresh=True)
+        await write_behind_the_sink(cluster, range(20, 30))
         assert await cluster.count() == 40
         settled = Settled()
         await sink.send(batch(cluster, settled, range(20, 30)))  # the resend: 409 each
@@ -311,3 +317,37 @@ async def test_a_copy_left_in_the_new_backing_index_by_a_crash_is_removed_on_res
         await sink.stop(10)
     ids = await cluster.ids()
     assert len(ids) == len(set(ids)) == 30
+
+
+async def test_a_copy_left_by_a_crash_is_removed_when_the_resend_lands_after_another_rollover(
+    cluster: Cluster,
+):
+    """If this failed, a collector killed while it removed resent copies from the new
+    backing index, with the stream rolled over again before its restart, would leave them
+    for good: the resend lands in a third index, finds the first copy and the one left
+    behind, and removed only itself (chaos seed 623672: 296 documents in two indices)."""
+    removed_before = counter(metrics.ROLLOVER_COPIES, cluster.product)
+    sink = sinks.build(cluster.config(), MemoryDeadLetters())
+    await sink.start()
+    try:
+        settled = Settled()
+        await sink.send(batch(cluster, settled, range(30)))
+        await settled.wait_for(30)
+        await rollover(cluster)
+        await write_behind_the_sink(cluster, range(20, 30))  # the resend, not removed
+        await rollover(cluster)
+        assert len(await backing_indices(cluster)) == 3
+        assert await cluster.count() == 40
+        settled = Settled()
+        await sink.send(batch(cluster, settled, range(20, 30)))  # the resend after restart
+        await settled.wait_for(10)
+        assert settled.count(core.Delivery.DELIVERED) == 10
+    finally:
+        await sink.stop(10)
+    ids = await cluster.ids()
+    assert len(ids) == len(set(ids)) == 30
+    # the oldest copy stays: the documents of the first index are still there
+    first = (await backing_indices(cluster))[0]
+    await cluster.client.indices.refresh(index=first)
+    assert (await cluster.client.count(index=first))["count"] == 30
+    assert counter(metrics.ROLLOVER_COPIES, cluster.product) - removed_before == 20

@@ -14,8 +14,9 @@ would be a second document. So after each bulk answer, the documents that landed
 409) in a backing index created *after* their own ``@timestamp`` (less
 :data:`ROLLOVER_SKEW_S`) — only those can have a first copy in an older index — are looked
 up by id (``_mget``, real time) in the older backing indices that were the write index at
-or after that time; a copy found there means the one just written is a resend, and it is
-deleted from the newer index before the events are settled (see DESIGN.md).
+or after that time; a copy found there means the one just written is a resend: the oldest
+copy stays, every newer one (the one just written, and one a killed collector left between
+them) is deleted before the events are settled (see DESIGN.md).
 """
 
 from __future__ import annotations
@@ -313,6 +314,10 @@ class BulkSink(_sink.Sink, Generic[ClientT]):
         """One JSON request; raises the client's error (``_status(exc)`` reads it)."""
         raise NotImplementedError
 
+    async def _bulk(self, body: bytes) -> Any:
+        """One ``_bulk`` request of NDJSON ``body`` (:data:`FILTER_PATH`); the answer's body."""
+        raise NotImplementedError
+
     async def absorb_rollover_copies(self, items: Sequence[_sink.Item], body: Any) -> None:
         """Remove the documents of this bulk answer that are resends across a rollover
         (see the module doc). Raises ``RetryableError`` when it cannot tell: the request
@@ -338,18 +343,27 @@ class BulkSink(_sink.Sink, Generic[ClientT]):
         docs = answer.get("docs") if isinstance(answer, Mapping) else None
         if not isinstance(docs, list) or len(docs) != len(lookups):
             raise core.RetryableError("the _mget answer does not list every document")
+        # The oldest index holding a copy keeps it; every newer copy goes: the one just
+        # written and any one left between them (a collector killed while removing it,
+        # then another rollover before its resend). Two checks of one document at the
+        # same time agree on which copy stays.
+        kept: dict[tuple[str, str], str] = {}
         copies: set[tuple[str, str]] = set()
         for (older, doc_id, index), found in zip(lookups, docs, strict=True):
             if not isinstance(found, Mapping):
                 raise core.RetryableError("the _mget answer is not a list of documents")
             if found.get("found") is True:
+                first = kept.setdefault((doc_id, index), older)  # lookups go oldest first
                 copies.add((index, doc_id))
+                if first != older:
+                    copies.add((older, doc_id))
             elif found.get("error") is not None:
                 # An older index gone (retention) holds nothing any more; anything else
                 # is a reason to ask again.
                 if "index_not_found" not in str(found["error"]):
                     raise core.RetryableError(f"_mget in {older}: {error_text(found['error'])}")
                 self._generations.clear()
+        copies -= {(older, doc_id) for (doc_id, _), older in kept.items()}
         if copies:
             await self._remove(sorted(copies))
 
@@ -377,12 +391,23 @@ class BulkSink(_sink.Sink, Generic[ClientT]):
         return lookups
 
     async def _remove(self, copies: list[tuple[str, str]]) -> None:
-        for index, doc_id in copies:
-            try:
-                await self._call("DELETE", f"/{index}/_doc/{urllib.parse.quote(doc_id, safe='')}")
-            except Exception as exc:
-                if _status(exc) != 404:
-                    raise
+        """Delete ``(backing index, id)`` copies in one ``_bulk`` request (404: gone already)."""
+        body = b"".join(
+            orjson.dumps({"delete": {"_index": index, "_id": doc_id}}, option=_DOC_OPTIONS)
+            for index, doc_id in copies
+        )
+        answer = await self._bulk(body)
+        if not isinstance(answer, Mapping):
+            raise core.RetryableError("the answer to removing copies is not a JSON object")
+        if answer.get("errors"):
+            for entry in answer.get("items") or [{}]:
+                result: Any = next(iter(entry.values()), {}) if isinstance(entry, Mapping) else {}
+                status = result.get("status") if isinstance(result, Mapping) else None
+                if status not in (200, 404):
+                    error = result.get("error") if isinstance(result, Mapping) else None
+                    raise core.RetryableError(
+                        f"copies not removed: HTTP {status}: {error_text(error)}"
+                    )
         self._rollover_copies.inc(len(copies))
         _log.info(
             "resent documents crossed a rollover; their copies in the newer backing "

@@ -77,6 +77,14 @@ class ElasticsearchSink(_bulk.BulkSink["AsyncElasticsearch"]):
             headers={"content-type": "application/json", "accept": "application/json"},
         )
 
+    async def _bulk(self, body: bytes) -> Any:
+        assert self._client is not None
+        response = await self._client.bulk(
+            operations=body,  # type: ignore[arg-type]  # pre-encoded NDJSON is passed as is
+            filter_path=_bulk.FILTER_PATH,
+        )
+        return response.body
+
     async def _call(self, method: str, path: str, body: Any = None) -> Any:
         assert self._client is not None
         headers = {"accept": "application/json"}

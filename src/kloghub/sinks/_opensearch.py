@@ -63,6 +63,10 @@ class OpenSearchSink(_bulk.BulkSink["AsyncOpenSearch"]):
         assert self._client is not None
         await self._client.transport.perform_request("PUT", f"/{path}", body=body)
 
+    async def _bulk(self, body: bytes) -> Any:
+        assert self._client is not None
+        return await self._client.bulk(body=body, params={"filter_path": _bulk.FILTER_PATH})
+
     async def _call(self, method: str, path: str, body: Any = None) -> Any:
         assert self._client is not None
         return await self._client.transport.perform_request(method, path, body=body)
