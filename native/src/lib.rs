@@ -6,8 +6,10 @@
 //! - `lines`: the read-buffer split (`kernels/_reference.py`);
 //! - `cri`, `docker`, `text`, `timestamp`, `utf8`, `parser`: lines → records (`kloghub.parse`);
 //! - `entries`: records → msgpack entries (`kernels/_entries.py`);
-//! - `encoder`: the Python class tying them together for one tailed file.
+//! - `encoder`: the Python class tying them together for one tailed file;
+//! - `checksum`: the disk buffer's frame CRC-32 (`zlib.crc32`).
 
+mod checksum;
 mod cri;
 mod docker;
 mod encoder;
@@ -24,6 +26,7 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = false)]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<encoder::FileEncoder>()?;
+    m.add_function(wrap_pyfunction!(checksum::crc32, m)?)?;
     m.add("KERNELS_VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -29,13 +29,12 @@ import errno
 import functools
 import logging
 import os
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from kloghub import config, core
-from kloghub.buffer import _acklog, _segment
+from kloghub.buffer import _acklog, _checksum, _segment
 from kloghub.runtime import metrics
 
 __all__ = ["DiskQueue"]
@@ -885,7 +884,7 @@ class DiskQueue(core.Service):
         """
         buf, pos, idx = self._rbuf, self._rpos, self._ridx
         size, skip, ended = len(buf), seg.skip, False
-        header, crc32 = _FRAME_HEADER, zlib.crc32
+        header, crc32 = _FRAME_HEADER, _checksum.crc32
         events, fin, nbytes, max_bytes = take.events, take.fin, take.nbytes, take.max_bytes
         append, room = events.append, take.max_records - len(events)
         while room > 0:
@@ -897,7 +896,7 @@ class DiskQueue(core.Service):
                     if nbytes + length > max_bytes and events:
                         break
                     start = pos + _FRAME_SIZE
-                    if not length or crc32(memoryview(buf)[start:end]) != crc:
+                    if not length or crc32(memoryview(buf)[start:end], 0) != crc:
                         self._corrupt(seg, self._roff - avail, "checksum mismatch")
                         buf, pos, ended = b"", 0, True
                         break
