@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import msgpack
@@ -15,9 +16,11 @@ def make_queue(
     segment_bytes: int = 1 << 20,
     when_full: str = "block",
     name: str = "test",
+    encode: Callable[[core.Event], bytes] | None = None,
+    codec: str = "",
 ) -> buffer.DiskQueue:
     cfg = config.QueueConfig(max_bytes=max_bytes, segment_bytes=segment_bytes, when_full=when_full)
-    return buffer.DiskQueue(directory, cfg, name)
+    return buffer.DiskQueue(directory, cfg, name, encode=encode, codec=codec)
 
 
 def numbered(start: int, count: int, fin: core.Finalizer | None = None, pad: int = 0) -> core.Batch:

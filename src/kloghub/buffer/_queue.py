@@ -30,7 +30,7 @@ import errno
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -299,6 +299,31 @@ class DiskQueue(core.Service):
         self._add_pending(_Pending(data, records, future))
         await future
         batch.settle(core.Delivery.DELIVERED)
+
+    @property
+    def codec(self) -> str:
+        """The name of the encoding of a queue of encoded events (``""`` for the others)."""
+        return self._codec
+
+    async def push_encoded(
+        self, frames: bytes, records: int, events: Sequence[core.Event] = ()
+    ) -> None:
+        """Append ``records`` frames made for this queue's codec elsewhere (the collector's
+        compiled path: the frames its sink's ``encode`` would have made), then ``events``
+        encoded as :meth:`push` does, durably; returns once they are."""
+        if self.state is not core.State.RUNNING:
+            raise RuntimeError(f"disk queue {self.name} is not running")
+        if not isinstance(self._encoder, _segment.WireEncoder):
+            raise TypeError(f"disk queue {self.name} does not hold encoded events")
+        if events:
+            more, count = self._encoder.encode(events)
+            frames, records = frames + more, records + count
+        if not records:
+            return
+        await self._admit(len(frames))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._add_pending(_Pending(frames, records, future))
+        await future
 
     async def push_chunk(self, chunk: core.Chunk) -> None:
         """Admit ``chunk``; it is settled (delivered) once durable, at the next group commit.

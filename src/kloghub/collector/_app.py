@@ -1,6 +1,10 @@
 """The collector process: Forward input (and the audit webhook input) → ECS normalization →
 detections → per-sink disk queue → sink.
 
+PackedForward requests take the compiled path (``_fastpath``: entries → queue frames in
+native code, made from templates of the Python path) when every sink sends ``_bulk``
+lines; everything else is normalized here.
+
 A chunk is acknowledged to the agent only when its documents are durable in the queue of
 every sink (``ForwardServer`` calls :meth:`_Router.deliver`, which returns after the
 pushes). Each sink has its own queue, so a slow or broken SIEM holds back only its own
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kloghub import buffer, config, core, normalize, outputs, runtime, sinks, store, transport
+from kloghub.collector import _fastpath
 
 if TYPE_CHECKING:
     from kloghub import detect
@@ -166,8 +171,17 @@ def build(cfg: config.CollectorConfig) -> runtime.Daemon:
         detections.on_alert.append(sender.submit)
         notifier.append(sender)
     router = _Router(normalizer, queues, detections)
+    fast = None
+    if _fastpath.FastPath.applies(queues, detections):
+        fast = _fastpath.FastPath(normalizer, queues, cfg.normalizer.parse_json, detections)
     budget = core.Budget(int(cfg.max_in_flight_bytes))
-    listener = transport.ForwardServer(cfg.listen, cfg.listener, router.deliver, budget=budget)
+    listener = transport.ForwardServer(
+        cfg.listen,
+        cfg.listener,
+        router.deliver,
+        budget=budget,
+        deliver_packed=fast.deliver if fast is not None else None,
+    )
     components: list[core.Component] = [
         dlq,
         *queues,

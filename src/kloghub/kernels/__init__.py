@@ -12,9 +12,12 @@ feeds: the compiled one (``kloghub._native``, Rust) and the Python reference
 when built and when it covers the file's configuration (not multiline rules yet), unless
 ``KLOGHUB_KERNELS=python``; :func:`native_available` tells whether it is built and
 allowed, ``FileEncoder.native`` which one a file got (``kernels._select``).
+
+The collector's request kernel (:func:`bulk_documents_class`: PackedForward entries →
+sink-queue frames) is used by ``collector._fastpath``, which holds its specification.
 """
 
-from kloghub.kernels._compiled import CompiledFileEncoder
+from kloghub.kernels._compiled import CompiledFileEncoder, bulk_documents_class
 from kloghub.kernels._encoded import Encoded
 from kloghub.kernels._entries import EntryContext, decode_entries, encode_records
 from kloghub.kernels._reference import ReferenceFileEncoder
@@ -26,6 +29,7 @@ __all__ = [
     "EntryContext",
     "FileEncoder",
     "ReferenceFileEncoder",
+    "bulk_documents_class",
     "decode_entries",
     "encode_records",
     "native_available",

@@ -10,6 +10,7 @@ grammar), called from the kernel — broken lines are rare.
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,7 @@ from kloghub.parse import _docker, _text
 if TYPE_CHECKING:
     from kloghub import _native
 
-__all__ = ["NATIVE", "CompiledFileEncoder", "uncovered"]
+__all__ = ["NATIVE", "CompiledFileEncoder", "bulk_documents_class", "uncovered"]
 
 NATIVE: ModuleType | None
 """The extension module, or ``None`` when it was not built."""
@@ -28,6 +29,16 @@ try:
     from kloghub import _native as NATIVE  # noqa: N812 - a module, named as the constant it is
 except ImportError:  # pragma: no cover - exercised where the extension is not built
     NATIVE = None
+
+
+def bulk_documents_class() -> type[_native.BulkDocuments] | None:
+    """The collector's request kernel (``native/src/documents.rs``; its specification is
+    ``collector._fastpath``), or None when not built or ``KLOGHUB_KERNELS=python``."""
+    if NATIVE is None or os.environ.get("KLOGHUB_KERNELS") == "python":
+        return None
+    cls: type[_native.BulkDocuments] = NATIVE.BulkDocuments
+    return cls
+
 
 _COVERED_FORMATS = frozenset({"auto", "cri", "docker", "text", "json"})
 _Encoded = _encoded.Encoded

@@ -13,6 +13,7 @@ Fields outside ECS are listed in :data:`EXTENSION_FIELDS`.
 from kloghub.normalize._ids import document_id
 from kloghub.normalize._normalizer import ECS_VERSION, EXTENSION_FIELDS, ROOT_FIELDS, Normalizer
 from kloghub.normalize._templates import DATA_STREAMS, Kind, templates
+from kloghub.normalize._times import Rfc3339
 
 __all__ = [
     "DATA_STREAMS",
@@ -21,6 +22,7 @@ __all__ = [
     "ROOT_FIELDS",
     "Kind",
     "Normalizer",
+    "Rfc3339",
     "document_id",
     "templates",
 ]

@@ -236,6 +236,36 @@ class Normalizer:
         meta = self._meta.pod(namespace, name)
         return meta.kubernetes if meta is not None else None
 
+    @property
+    def parse_json(self) -> bool:
+        """Whether JSON application lines are parsed (``normalizer.parse_json``)."""
+        return self._parse_json
+
+    @property
+    def json_target(self) -> tuple[str, ...]:
+        """The path of the object that holds a JSON line's keys without an ECS field."""
+        return self._target
+
+    def ingested(self) -> str:
+        """``event.ingested`` of the documents made now."""
+        return self._now()
+
+    def shape_document(
+        self, event: core.Event, origin: core.Origin | None, ingested: str
+    ) -> core.Event | None:
+        """The document of ``event`` with ``event.ingested`` set to ``ingested``, or None
+        for an audit event (its document depends on the whole line): what the collector's
+        compiled path (``collector._fastpath``) makes its templates of."""
+        record = event.record
+        tag = event.tag if type(event.tag) is str else str(event.tag)
+        if type(record) is not dict or self._kind(tag, record) == _AUDIT:
+            return None
+        self._now = lambda: ingested  # type: ignore[method-assign]
+        try:
+            return self(event, origin)
+        finally:
+            del self._now
+
     # ------------------------------------------------------------------ entry point
 
     def __call__(self, event: core.Event, origin: core.Origin | None = None) -> core.Event:

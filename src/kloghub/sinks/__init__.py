@@ -9,6 +9,8 @@ collector's :class:`DeadLetterQueue`; feed it ``core.Batch``es of normalized eve
 """
 
 from kloghub.sinks._build import SCHEMES, build, handles
+from kloghub.sinks._bulk import CODEC as BULK_CODEC
+from kloghub.sinks._bulk import encode as bulk_encode
 from kloghub.sinks._dlq import (
     DeadLetter,
     DeadLetterQueue,
@@ -26,6 +28,7 @@ from kloghub.sinks._sink import FatalError, Item, Outcome, Refusal, Sink, SplitE
 from kloghub.sinks._splunk import SplunkHecSink
 
 __all__ = [
+    "BULK_CODEC",
     "SCHEMES",
     "DeadLetter",
     "DeadLetterQueue",
@@ -44,6 +47,7 @@ __all__ = [
     "SplunkHecSink",
     "Summary",
     "build",
+    "bulk_encode",
     "handles",
     "read",
     "replay",

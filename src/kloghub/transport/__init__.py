@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from kloghub.transport import _protocol as protocol
 from kloghub.transport._client import ForwardOutput, client_ssl_context
 from kloghub.transport._protocol import FrameTooLargeError, ProtocolError
-from kloghub.transport._server import Deliver, ForwardServer, server_ssl_context
+from kloghub.transport._server import Deliver, DeliverPacked, ForwardServer, server_ssl_context
 
 if TYPE_CHECKING:
     from kloghub.transport._webhook import AuditWebhook
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AuditWebhook",
     "Deliver",
+    "DeliverPacked",
     "ForwardOutput",
     "ForwardServer",
     "FrameTooLargeError",

@@ -69,6 +69,7 @@ __all__ = [
     "ProtocolError",
     "Request",
     "StreamDecoder",
+    "check_entries",
     "decode_request",
     "encode_ack",
     "encode_forward",
@@ -82,6 +83,7 @@ __all__ = [
     "new_chunk_id",
     "new_packer",
     "pack_entry",
+    "packed_slices",
     "parse_ack",
     "parse_helo",
     "parse_ping",
@@ -543,8 +545,13 @@ class Request:
                 yield self._decoded
             return
         if len(self._packed) > max_bytes:
-            _check_entries(self._packed)  # before the first slice leaves
-        yield from _packed_slices(self.tag, self._packed, max_bytes)
+            check_entries(self._packed)  # before the first slice leaves
+        yield from packed_slices(self.tag, self._packed, max_bytes)
+
+    @property
+    def packed(self) -> bytes | None:
+        """The entries of a (Compressed)PackedForward request not decoded yet, or None."""
+        return self._packed if self._decoded is None else None
 
     @property
     def events(self) -> list[core.Event]:
@@ -609,7 +616,7 @@ def _entries_unpacker(data: bytes) -> Any:
     return unpacker
 
 
-def _check_entries(data: bytes) -> None:
+def check_entries(data: bytes) -> None:
     """Refuse entries that are not a whole msgpack stream, before any of them is decoded
     into objects (skipping builds nothing)."""
     if not data:
@@ -625,7 +632,9 @@ def _check_entries(data: bytes) -> None:
         raise ProtocolError(f"invalid msgpack in packed entries: {exc}") from None
 
 
-def _packed_slices(tag: str, data: bytes, max_bytes: int) -> Iterator[list[core.Event]]:
+def packed_slices(
+    tag: str, data: bytes, max_bytes: int = SLICE_BYTES
+) -> Iterator[list[core.Event]]:
     """The events of a MessagePackEventStream, ``max_bytes`` of it at a time (the hot path
     of the collector)."""
     if not data:

@@ -64,12 +64,18 @@ from kloghub import config, core
 from kloghub.runtime import metrics
 from kloghub.transport import _auth, _protocol
 
-__all__ = ["Deliver", "ForwardServer"]
+__all__ = ["Deliver", "DeliverPacked", "ForwardServer"]
 
 _log = logging.getLogger("kloghub.transport")
 
 Deliver = Callable[[core.Batch], Awaitable[None]]
 """Stores a batch durably; returns only when it is safe, raises when it could not."""
+
+DeliverPacked = Callable[[str, bytes, core.Origin], Awaitable[int]]
+"""Stores the entries of a (Compressed)PackedForward request (its tag, the entries as they
+arrived, who sent them) durably and returns how many records they held; raises
+``ProtocolError`` for entries that are not ``[time, map]`` msgpack (those before it may be
+stored, as with ``deliver``), anything else when it could not store them."""
 
 _READ_BYTES = 256 * 1024
 _MAX_DECODING = 4
@@ -181,6 +187,7 @@ class ForwardServer(core.Service):
         supervisor: core.Supervisor | None = None,
         *,
         budget: core.Budget | None = None,
+        deliver_packed: DeliverPacked | None = None,
     ) -> None:
         super().__init__(supervisor)
         self.name = f"forward-in:{listen}"
@@ -190,6 +197,8 @@ class ForwardServer(core.Service):
         self._host, self._port = _split_hostport(listen)
         self._config = listener
         self._deliver = deliver
+        self._deliver_packed = deliver_packed
+        """Takes packed entries undecoded (the collector's compiled path), when given."""
         self._ssl: ssl.SSLContext | None = None
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[Any], _Connection] = {}
@@ -588,31 +597,48 @@ class _Connection:
             self.busy = False
         return completed
 
+    async def _stored_before(self, chunk: str | bytes) -> bool:
+        """Whether ``chunk`` was stored already (then acknowledged again); waits while
+        another connection is storing it."""
+        dedup = self.server._dedup
+        storing = dedup.storing(chunk)
+        if storing is not None:
+            await storing.wait()
+        if not dedup.seen(chunk):
+            return False
+        metrics.FORWARD_DUPLICATE_CHUNKS.inc()
+        _log.debug("duplicate chunk acknowledged again", extra={"peer": self.peer})
+        await self._write(_protocol.encode_ack(chunk))
+        return True
+
+    async def _deliver_request(self, request: _protocol.Request) -> int:
+        """Hands the request's records to the pipeline; returns how many there were."""
+        count = 0
+        deliver_packed = self.server._deliver_packed
+        try:
+            if deliver_packed is not None and request.packed is not None:
+                return await deliver_packed(request.tag, request.packed, self.origin)
+            for events in request.slices():
+                count += len(events)
+                await self.server._deliver(core.Batch(events, self.origin))
+        except _protocol.ProtocolError as exc:
+            raise _RefuseError(
+                exc.reason, f"{exc} (after {count} records of the request); not acknowledged"
+            ) from None
+        return count
+
     async def _store(self, request: _protocol.Request) -> None:
         chunk = request.chunk
         dedup = self.server._dedup
         done: asyncio.Event | None = None
         if chunk is not None:
-            storing = dedup.storing(chunk)
-            if storing is not None:
-                await storing.wait()
-            if dedup.seen(chunk):
-                metrics.FORWARD_DUPLICATE_CHUNKS.inc()
-                _log.debug("duplicate chunk acknowledged again", extra={"peer": self.peer})
-                await self._write(_protocol.encode_ack(chunk))
+            if await self._stored_before(chunk):
                 return
             done = dedup.begin(chunk)
-        count = 0
         try:
-            for events in request.slices():
-                count += len(events)
-                await self.server._deliver(core.Batch(events, self.origin))
-        except asyncio.CancelledError:
+            count = await self._deliver_request(request)
+        except (asyncio.CancelledError, _RefuseError):
             raise
-        except _protocol.ProtocolError as exc:
-            raise _RefuseError(
-                exc.reason, f"{exc} (after {count} records of the request); not acknowledged"
-            ) from None
         except Exception as exc:  # noqa: BLE001 - whatever the queue raises means "not stored"
             raise _RefuseError(
                 "deliver_failed",
