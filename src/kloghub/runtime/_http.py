@@ -1,12 +1,13 @@
 """The daemon's own HTTP endpoints: /metrics (Prometheus), /healthz and /readyz.
 
 They are served by prometheus-client's own WSGI exposition (``make_wsgi_app`` on the
-standard library's WSGI server, what its ``start_http_server`` runs) in a thread of their
-own, not by aiohttp: a node agent that ships over Forward never needs an HTTP stack, and
-aiohttp costs it ~12 MiB of resident memory and a fifth of a second at start (bench
-RESULTS.md, "agent"). A scrape or a probe never waits for the event loop, so a busy loop
-does not fail liveness probes. Readiness checks read their component's state from this
-thread; they are plain attribute reads (``Readiness.add``'s contract).
+standard library's threading WSGI server, what its ``start_http_server`` runs), not by
+aiohttp: a node agent that ships over Forward never needs an HTTP stack, and aiohttp costs
+it ~12 MiB of resident memory and a fifth of a second at start (bench RESULTS.md,
+"agent"). The event loop accepts connections (a reader on the listening socket: no
+polling thread, no wake-up while idle); each request is then answered in a thread of its
+own, so a slow client never holds the loop. Readiness checks run on that thread; they are
+plain attribute reads (``Readiness.add``'s contract).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -38,8 +38,6 @@ server's thread: it reads state, it does not await or change it."""
 
 _REQUEST_TIMEOUT_S = 10.0
 """A client that connects and sends nothing holds its own thread this long, no more."""
-_POLL_S = 0.5
-"""How often the serving thread looks for a stop (``serve_forever``'s poll interval)."""
 _JSON = ("Content-Type", "application/json")
 _TEXT = ("Content-Type", "text/plain; charset=utf-8")
 
@@ -92,16 +90,13 @@ class ObservabilityServer(Service):
         self.readiness = readiness
         self._metrics_app = exposition.make_wsgi_app(_metrics.REGISTRY)
         self._server: exposition.ThreadingWSGIServer | None = None
-        self._thread: threading.Thread | None = None
         self.bound_port: int | None = None
 
     async def _on_start(self) -> None:
-        self._server = await asyncio.to_thread(self._bind)
-        self.bound_port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(_POLL_S,), name="http", daemon=True
-        )
-        self._thread.start()
+        server = self._server = await asyncio.to_thread(self._bind)
+        self.bound_port = server.server_address[1]
+        server.timeout = 0  # handle_request runs when the socket is readable: never waits
+        asyncio.get_running_loop().add_reader(server.fileno(), server.handle_request)
         _log.info("serving metrics and health", extra={"host": self._host, "port": self.bound_port})
 
     def _bind(self) -> exposition.ThreadingWSGIServer:
@@ -117,9 +112,8 @@ class ObservabilityServer(Service):
     async def _on_close(self) -> None:
         server, self._server = self._server, None
         if server is not None:
-            await asyncio.to_thread(server.shutdown)  # returns once serve_forever did
-            server.server_close()
-        self._thread = None
+            asyncio.get_running_loop().remove_reader(server.fileno())
+            server.server_close()  # requests being answered finish in their own threads
 
     def _app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
