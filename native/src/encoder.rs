@@ -1,6 +1,8 @@
 //! The Python-visible file encoder: one tailed file's bytes → entries (`kloghub.kernels`
 //! wraps it; the Python reference is `kernels._reference.ReferenceFileEncoder`).
 
+use std::cell::RefCell;
+
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -65,6 +67,42 @@ impl DockerOracle for PyOracle<'_> {
     }
 }
 
+/// The working buffers of a feed: the entries being written, the leftover joined with the
+/// read, the cut lines. They are kept between feeds (a fresh multi-MiB buffer per chunk
+/// costs its page faults) but per thread, not per file: an agent tailing 50 files holds
+/// one set (~3 MiB for a 1 MiB read), not 50.
+#[derive(Default)]
+struct Buffers {
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+    lines: Vec<Line>,
+}
+
+/// Capacity past which a buffer is freed after its feed (an unusually large read or line).
+const KEEP_OUT: usize = 16 << 20;
+const KEEP_SCRATCH: usize = 8 << 20;
+
+thread_local! {
+    static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
+}
+
+/// The thread's buffers, taken (a nested feed on the same thread gets empty ones).
+fn take_buffers() -> Buffers {
+    BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()))
+}
+
+/// Give buffers back for the next feed on this thread, unless they grew unusually large.
+fn keep_buffers(mut buffers: Buffers) {
+    if buffers.out.capacity() > KEEP_OUT {
+        buffers.out = Vec::new();
+    }
+    if buffers.scratch.capacity() > KEEP_SCRATCH {
+        buffers.scratch = Vec::new();
+    }
+    buffers.lines.clear();
+    BUFFERS.with(|b| *b.borrow_mut() = buffers);
+}
+
 #[pyclass(module = "kloghub._native")]
 pub struct FileEncoder {
     cutter: Cutter,
@@ -72,9 +110,6 @@ pub struct FileEncoder {
     ctx: Context,
     parse_docker: Py<PyAny>,
     load_json: Py<PyAny>,
-    out_buf: Vec<u8>,
-    scratch: Vec<u8>,
-    lines: Vec<Line>,
 }
 
 fn context(record_head: u8, kubernetes: &[u8], file: &[u8], tail: &[u8], kloghub_size: u8) -> Context {
@@ -88,37 +123,31 @@ fn context(record_head: u8, kubernetes: &[u8], file: &[u8], tail: &[u8], kloghub
 }
 
 impl FileEncoder {
-    /// `(entries, lines, truncated lines, error of the docker oracle)` of one feed.
-    fn feed_detached(&mut self, data: &[u8], now_ns: i128) -> (Out, usize, usize, Option<PyErr>) {
-        let mut out = Out { buf: std::mem::take(&mut self.out_buf), ..Out::default() };
+    /// `(entries, lines, truncated lines, error of the docker oracle)` of one feed, written
+    /// into `buffers.out`.
+    fn feed_detached(
+        &mut self,
+        data: &[u8],
+        now_ns: i128,
+        buffers: &mut Buffers,
+    ) -> (Out, usize, usize, Option<PyErr>) {
+        let mut out = Out { buf: std::mem::take(&mut buffers.out), ..Out::default() };
         out.buf.clear();
-        let mut lines = std::mem::take(&mut self.lines);
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let buf = self.cutter.cut(data, &mut scratch, &mut lines);
+        let buf = self.cutter.cut(data, &mut buffers.scratch, &mut buffers.lines);
+        let lines = &buffers.lines;
         let truncated = lines.iter().filter(|l| l.truncated).count();
         // every entry is its message plus the context pieces and ~64 bytes of keys and forms
         let per_entry = 64 + self.ctx.kubernetes.len() + self.ctx.file.len() + self.ctx.tail.len();
         out.buf.reserve(buf.len() + lines.len() * per_entry);
         let mut oracle = PyOracle { func: &self.parse_docker, load_json: &self.load_json, error: None };
-        self.parser.feed(buf, &lines, now_ns, &self.ctx, &mut out, &mut oracle);
+        self.parser.feed(buf, lines, now_ns, &self.ctx, &mut out, &mut oracle);
         let error = oracle.error;
-        let count = lines.len();
-        lines.clear();
-        self.lines = lines;
-        if scratch.capacity() > (8 << 20) {
-            scratch = Vec::new();
-        }
-        self.scratch = scratch;
-        (out, count, truncated, error)
+        (out, lines.len(), truncated, error)
     }
 
-    /// The Python result of a call; the entry buffer is kept for the next one (a fresh
-    /// multi-MiB buffer per chunk costs page faults), unless it grew unusually large.
-    fn produced(&mut self, py: Python<'_>, out: Out, lines: usize, truncated: usize) -> Produced {
+    /// The Python result of a call (the entries copied out of the buffer, which is kept).
+    fn produced(py: Python<'_>, out: &Out, lines: usize, truncated: usize) -> Produced {
         let entries = PyBytes::new(py, &out.buf).unbind();
-        if out.buf.capacity() <= (16 << 20) {
-            self.out_buf = out.buf;
-        }
         (entries, out.count, lines, out.end_offset, truncated, out.invalid_utf8, out.errors_auto, out.errors)
     }
 }
@@ -153,9 +182,6 @@ impl FileEncoder {
             ctx: context(record_head, kubernetes, file, tail, kloghub_size),
             parse_docker,
             load_json,
-            out_buf: Vec::new(),
-            scratch: Vec::new(),
-            lines: Vec::new(),
         })
     }
 
@@ -175,13 +201,17 @@ impl FileEncoder {
     /// interpreter lock: other threads (other files' encoders) run meanwhile.
     fn feed(&mut self, py: Python<'_>, data: &[u8], now_ns: i128) -> PyResult<Produced> {
         if data.is_empty() {
-            return Ok(self.produced(py, Out::default(), 0, 0));
+            return Ok(Self::produced(py, &Out::default(), 0, 0));
         }
-        let (out, count, truncated, error) = py.detach(|| self.feed_detached(data, now_ns));
-        if let Some(err) = error {
-            return Err(err);
+        let mut buffers = take_buffers();
+        let (out, count, truncated, error) = py.detach(|| self.feed_detached(data, now_ns, &mut buffers));
+        let result = Self::produced(py, &out, count, truncated);
+        buffers.out = out.buf;
+        keep_buffers(buffers);
+        match error {
+            Some(err) => Err(err),
+            None => Ok(result),
         }
-        Ok(self.produced(py, out, count, truncated))
     }
 
     /// Held records whose timeout passed (all of them with `force`).
@@ -189,7 +219,7 @@ impl FileEncoder {
     fn flush(&mut self, py: Python<'_>, now_ns: i128, force: bool) -> Produced {
         let mut out = Out::default();
         self.parser.flush(now_ns, force, &self.ctx, &mut out);
-        self.produced(py, out, 0, 0)
+        Self::produced(py, &out, 0, 0)
     }
 
     /// Every byte before it is in an entry already returned.

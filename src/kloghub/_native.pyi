@@ -4,6 +4,8 @@ from collections.abc import Callable
 
 KERNELS_VERSION: str
 
+def crc32(data: bytes | bytearray | memoryview, value: int = 0) -> int: ...
+
 _Produced = tuple[bytes, int, int, int, int, int, int, int]
 
 class FileEncoder:

@@ -66,6 +66,7 @@ def make_chunk_queue(
     name: str = "test-chunks",
     flush_interval: float = 0.0,
     max_unsynced_bytes: int = 8 << 20,
+    max_recent_bytes: int = 2 << 20,
 ) -> buffer.DiskQueue:
     cfg = config.QueueConfig(max_bytes=max_bytes, segment_bytes=segment_bytes, when_full=when_full)
     return buffer.DiskQueue(
@@ -75,6 +76,7 @@ def make_chunk_queue(
         kind="chunks",
         flush_interval=flush_interval,
         max_unsynced_bytes=max_unsynced_bytes,
+        max_recent_bytes=max_recent_bytes,
     )
 
 

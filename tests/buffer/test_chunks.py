@@ -341,3 +341,72 @@ async def test_the_pump_hands_chunks_on_as_stored(tmp_path):
     with pytest.raises(ValueError, match="exactly one"):
         buffer.Pump(queue, name="none")
     assert config.BufferConfig().flush_interval > 0
+
+
+def _scramble_segments(directory) -> None:
+    """Overwrite every frame byte of the segment files (their magic kept): whatever the
+    reader reads from disk from now on fails its checksum."""
+    for path in segments(directory):
+        size = path.stat().st_size
+        with path.open("r+b") as file:
+            file.seek(len(_segment.CHUNK_MAGIC))
+            file.write(b"\xa5" * (size - len(_segment.CHUNK_MAGIC)))
+
+
+async def test_a_reader_that_keeps_up_gets_durable_chunks_from_memory_not_from_disk(tmp_path):
+    """If this failed, every chunk would be read back from its segment (a pread, a copy and a
+    checksum per chunk) even when the output keeps up with the tailer."""
+    queue = make_chunk_queue(tmp_path)
+    await queue.start()
+    try:
+        settled: list[core.Delivery] = []
+        pushed = chunk(3, entries=4, fin=core.Finalizer(settled.append, 1))
+        await queue.push_chunk(pushed)
+        await _until(lambda: settled, "the chunk was durable")
+        _scramble_segments(tmp_path)
+        before = counter("buffer_corrupt")
+        (popped,) = await queue.pop_chunks(10, 1 << 20, 1.0)
+        assert popped.entries is pushed.entries
+        assert (popped.first, popped.count, popped.path) == (3, 4, pushed.path)
+        assert counter("buffer_corrupt") == before
+        popped.settle(core.Delivery.DELIVERED)
+        assert await drain_chunks(queue) == []
+    finally:
+        await queue.stop(5)
+
+
+async def test_chunks_past_the_memory_bound_are_read_back_from_disk_in_order(tmp_path):
+    """If this failed, a reader that fell behind by more than max_recent_bytes would skip,
+    repeat or reorder chunks when it mixes those kept in memory with those on disk."""
+    queue = make_chunk_queue(tmp_path, max_bytes=64 << 20, max_recent_bytes=1000)
+    await queue.start()
+    try:
+        for n in range(40):
+            await queue.push_chunk(chunk(n, entries=5))
+        await _until(lambda: queue._reserved == 0, "every chunk was durable")
+        assert queue._recent.nbytes <= 1000  # the rest went out of memory
+        seen = await drain_chunks(queue, max_chunks=3)
+        assert seen == list(range(40))
+    finally:
+        await queue.stop(5)
+
+
+async def test_chunks_from_memory_come_back_after_a_restart_until_acknowledged(tmp_path):
+    """If this failed, a chunk handed out from memory would not be acknowledged in its
+    segment, and would be lost (or sent again for ever) across a restart."""
+    queue = make_chunk_queue(tmp_path)
+    await queue.start()
+    for n in range(3):
+        await queue.push_chunk(chunk(n))
+    await _until(lambda: queue._reserved == 0, "every chunk was durable")
+    (first,) = await queue.pop_chunks(1, 1 << 20, 1.0)  # a pop's chunks share one ack
+    rest = await queue.pop_chunks(10, 1 << 20, 1.0)
+    assert [c.first for c in [first, *rest]] == [0, 1, 2]
+    first.settle(core.Delivery.DELIVERED)
+    await queue.stop(5)
+    again = make_chunk_queue(tmp_path)
+    await again.start()
+    try:
+        assert await drain_chunks(again) == [1, 2]
+    finally:
+        await again.stop(5)

@@ -220,3 +220,31 @@ def test_durations_refuse_nonsense(text):
     """If this failed, a negative or unit-less garbage timeout would be accepted."""
     with pytest.raises(ValueError, match="duration"):
         config.parse_duration(text)
+
+
+def test_env_names_are_case_insensitive_and_other_programs_variables_are_ignored(monkeypatch):
+    """If this failed, kloghub_agent__node_name would be ignored, or a variable that names no
+    setting (KLOGHUB_KERNELS, the test harness's KLOGHUB_TEST_*) would stop every daemon."""
+    monkeypatch.setenv("kloghub_agent__node_name", "node-7")
+    monkeypatch.setenv("KLOGHUB_KERNELS", "python")
+    monkeypatch.setenv("KLOGHUB_TEST_OPENSEARCH_URL", "http://x:9200")
+    assert config.load().agent.node_name == "node-7"
+
+
+def test_a_whole_section_can_come_from_one_json_variable_and_nested_ones_merge_into_it(
+    monkeypatch,
+):
+    """If this failed, KLOGHUB_AGENT='{...}' would be taken as text, or a nested variable
+    beside it would replace the section instead of merging into it."""
+    monkeypatch.setenv("KLOGHUB_AGENT", '{"node_name": "n1", "drain_timeout": "40s"}')
+    monkeypatch.setenv("KLOGHUB_AGENT__DRAIN_TIMEOUT", "41s")
+    agent = config.load().agent
+    assert (agent.node_name, agent.drain_timeout) == ("n1", 41)
+
+
+def test_a_list_setting_from_the_environment_that_is_not_json_is_a_clear_error(monkeypatch):
+    """If this failed, KLOGHUB_COLLECTOR__SINKS=opensearch://... would be refused with a
+    pydantic trace, or worse taken as a list of characters."""
+    monkeypatch.setenv("KLOGHUB_COLLECTOR__SINKS", "opensearch+https://os:9200")
+    (problem,) = problems_of()
+    assert problem.startswith("environment: KLOGHUB_COLLECTOR__SINKS: not valid JSON")

@@ -38,3 +38,25 @@ def test_first_metric_use_registers_the_metrics():
         "'kloghub_lines_read_total', {'source': 'containers'}) == 3"
     )
     assert "prometheus_client" in loaded
+
+
+def test_the_agent_and_its_observability_server_import_no_http_stack():
+    """If this failed, every node agent would carry aiohttp (~12 MiB resident, a fifth of
+    a second at start) although it ships over Forward and serves /metrics without it."""
+    loaded = _modules_after(
+        "import kloghub.agent, kloghub.transport\n"
+        "from kloghub import runtime\n"
+        "runtime.ObservabilityServer('127.0.0.1:0', runtime.Readiness())\n"
+        "runtime.Daemon"
+    )
+    assert "kloghub.agent" in loaded
+    assert "aiohttp" not in loaded
+
+
+def test_the_audit_webhook_is_still_reachable_from_the_transport_package():
+    """If this failed, the collector could not build its audit webhook input after it was
+    made lazy."""
+    loaded = _modules_after(
+        "from kloghub import transport\nassert transport.AuditWebhook.__name__ == 'AuditWebhook'"
+    )
+    assert "aiohttp" in loaded

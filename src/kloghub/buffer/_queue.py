@@ -24,18 +24,18 @@ handed out again.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import functools
 import logging
 import os
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from kloghub import config, core
-from kloghub.buffer import _acklog, _segment
+from kloghub.buffer import _acklog, _checksum, _segment
 from kloghub.runtime import metrics
 
 __all__ = ["DiskQueue"]
@@ -67,6 +67,9 @@ _FRAME_SIZE = _segment.FRAME.size
 _FRAME_HEADER = _segment.FRAME.unpack_from
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 _MAX_UNSYNCED_BYTES = 8 * 1024 * 1024
+_MAX_RECENT_BYTES = 2 * 1024 * 1024
+"""Chunks committed and not yet popped that the queue keeps in memory (``max_recent_bytes``):
+a reader that keeps up takes them from there instead of reading them back from disk."""
 
 Kind = Literal["events", "chunks"]
 _Make = Callable[[bytes, int, int, core.Finalizer], Any]
@@ -75,7 +78,7 @@ _Make = Callable[[bytes, int, int, core.Finalizer], Any]
 class _Pending:
     """A pushed batch or chunk, encoded, waiting for the writer."""
 
-    __slots__ = ("data", "entries", "fin", "future", "records", "size", "tail")
+    __slots__ = ("chunk", "data", "entries", "fin", "future", "records", "size", "tail")
 
     def __init__(
         self,
@@ -95,6 +98,8 @@ class _Pending:
         """The chunk's finalizer, settled (one count) when the item is durable."""
         self.entries = chunk.count if chunk is not None else records
         """Records the item holds (a chunk's entries; for counting drops)."""
+        self.chunk = chunk
+        """The chunk pushed (its fields and entries are handed out again from memory)."""
 
 
 class _Take:
@@ -123,6 +128,56 @@ class _Write:
         self.items: list[_Pending] = []
         self.nbytes = 0
         self.records = 0
+
+
+class _Recent:
+    """Chunks committed and not popped yet, kept in memory in write order for a reader that
+    keeps up (DESIGN.md, "Chunks"): at most ``limit`` bytes of frames, the oldest forgotten
+    first (the reader then reads them from disk)."""
+
+    __slots__ = ("frames", "limit", "nbytes")
+
+    def __init__(self, limit: int) -> None:
+        self.frames: collections.deque[tuple[_segment.Segment, int, int, core.Chunk]] = (
+            collections.deque()
+        )
+        """(segment, index in it, frame size, chunk)."""
+        self.limit = max(0, int(limit))
+        self.nbytes = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.frames)
+
+    def remember(self, seg: _segment.Segment, first: int, items: list[_Pending]) -> None:
+        """The chunks just committed to ``seg``, from frame index ``first``."""
+        frames = self.frames
+        for index, item in enumerate(items, first):
+            chunk, item.chunk = item.chunk, None
+            if chunk is not None and self.limit:
+                frames.append((seg, index, item.size, chunk))
+                self.nbytes += item.size
+        while self.nbytes > self.limit and frames:
+            self.nbytes -= frames.popleft()[2]
+
+    def head(self, seg: _segment.Segment, index: int) -> tuple[int, core.Chunk] | None:
+        """The kept chunk that is frame ``index`` of ``seg`` (its frame size and the chunk),
+        forgetting those before it (the reader is past them: read from disk, or dropped)."""
+        frames = self.frames
+        while frames:
+            fseg, findex, size, chunk = frames[0]
+            if fseg is seg and findex == index:
+                return size, chunk
+            if fseg.id > seg.id or (fseg is seg and findex > index):
+                return None
+            self.forget_head()
+        return None
+
+    def forget_head(self) -> None:
+        self.nbytes -= self.frames.popleft()[2]
+
+    def clear(self) -> None:
+        self.frames.clear()
+        self.nbytes = 0
 
 
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
@@ -166,6 +221,7 @@ class DiskQueue(core.Service):
         kind: Kind = "events",
         flush_interval: float = 0.0,
         max_unsynced_bytes: int = _MAX_UNSYNCED_BYTES,
+        max_recent_bytes: int = _MAX_RECENT_BYTES,
         encode: Callable[[core.Event], bytes] | None = None,
         codec: str = "",
     ) -> None:
@@ -182,9 +238,10 @@ class DiskQueue(core.Service):
             self._magic = _segment.WIRE_MAGIC
             self._encoder = _segment.WireEncoder(encode)
         self._chunk_encoder = _segment.ChunkEncoder()
+        # Group commit: how long pushed chunks may wait for the next write + fsync.
         self._flush_interval = max(0.0, float(flush_interval))
-        """Group commit: how long pushed chunks may wait for the next write + fsync."""
         self._max_unsynced = max(1, int(max_unsynced_bytes))
+        self._recent = _Recent(max_recent_bytes if kind == "chunks" else 0)
         self._pending_since = 0.0
         self._draining = False
         self._urgent = False
@@ -402,6 +459,7 @@ class DiskQueue(core.Service):
             _close_fd(seg.wfd)
             seg.wfd = None
         self._close_reader()
+        self._recent.clear()
         if not self._acks.closed:
             try:
                 self._compact()
@@ -795,6 +853,7 @@ class DiskQueue(core.Service):
                 self._disk_bytes += added
                 if self._kind == "chunks":
                     seg.counts.extend(item.entries for item in write.items)
+                    self._recent.remember(seg, seg.records - write.records, write.items)
             if seg.wfd is not None and seg is not self._active:
                 _close_fd(seg.wfd)  # retired or dropped while this write was in flight
                 seg.wfd = None
@@ -811,6 +870,27 @@ class DiskQueue(core.Service):
         self._commit_waiters = []
         if self._space_waiters:
             self._wake_space()
+
+    def _from_recent(self, seg: _segment.Segment, take: _Take) -> bool:
+        """Hand out the reader's next frames of ``seg`` that are kept in memory (durable, as
+        pushed: not read back); True if there was at least one."""
+        took = False
+        while len(take.events) < take.max_records:
+            kept = self._recent.head(seg, self._ridx)
+            if kept is None:
+                return took
+            length, chunk = kept
+            if take.nbytes + length > take.max_bytes and take.events:
+                take.full = True
+                return took
+            self._recent.forget_head()
+            self._roff += length
+            self._ridx += 1
+            take.events.append(_again(chunk, take.fin))
+            take.nbytes += length
+            took = True
+        take.full = True
+        return took
 
     def _retire_active(self) -> None:
         """Seal the segment being written; the next push starts a new one."""
@@ -896,9 +976,10 @@ class DiskQueue(core.Service):
             if seg is None:
                 break
             first = self._ridx
-            ended = self._decode(
-                seg, take, _segment.decode_wire if seg.magic == _segment.WIRE_MAGIC else make
-            )
+            decode = _segment.decode_wire if seg.magic == _segment.WIRE_MAGIC else make
+            ended = self._decode(seg, take, decode)
+            while not ended and not take.full and self._from_recent(seg, take):
+                ended = self._decode(seg, take, decode)
             if self._ridx > first:
                 ranges.append((seg.id, first, self._ridx))
             if not ended:
@@ -921,12 +1002,13 @@ class DiskQueue(core.Service):
         """
         buf, pos, idx = self._rbuf, self._rpos, self._ridx
         size, skip, ended = len(buf), seg.skip, False
-        header, crc32 = _FRAME_HEADER, zlib.crc32
+        header, crc32 = _FRAME_HEADER, _checksum.crc32
         events, fin, nbytes, max_bytes = take.events, take.fin, take.nbytes, take.max_bytes
         append, room = events.append, take.max_records - len(events)
         # The compiled loop takes the plain frames of encoded events (no acknowledged
         # ranges to skip); this loop then goes on at the first frame it left.
         fast = _TAKE_WIRE if make is _segment.decode_wire and not skip else None
+        recent = self._recent
         while room > 0:
             if fast is not None:
                 got, pos, nbytes = fast(
@@ -938,6 +1020,8 @@ class DiskQueue(core.Service):
                 if room <= 0:
                     continue
             avail = size - pos
+            if not avail and recent and recent.head(seg, idx) is not None:
+                break  # the next frame is in memory: ``_from_recent`` hands it out
             if avail >= _FRAME_SIZE:
                 length, crc = header(buf, pos)
                 end = pos + _FRAME_SIZE + length
@@ -945,7 +1029,7 @@ class DiskQueue(core.Service):
                     if nbytes + length > max_bytes and events:
                         break
                     start = pos + _FRAME_SIZE
-                    if not length or crc32(memoryview(buf)[start:end]) != crc:
+                    if not length or crc32(memoryview(buf)[start:end], 0) != crc:
                         self._corrupt(seg, self._roff - avail, "checksum mismatch")
                         buf, pos, ended = b"", 0, True
                         break
@@ -1118,6 +1202,20 @@ class DiskQueue(core.Service):
         self._threads.add(future)
         future.add_done_callback(_forget_thread(self._threads))
         return await asyncio.shield(future)
+
+
+def _again(chunk: core.Chunk, fin: core.Finalizer) -> core.Chunk:
+    """The chunk as a pop hands it out (``_segment.decode_chunk``'s result, from memory)."""
+    return core.Chunk(
+        chunk.tag,
+        chunk.entries,
+        chunk.count,
+        path=chunk.path,
+        file_id=chunk.file_id,
+        first=chunk.first,
+        end=chunk.end,
+        finalizer=fin,
+    )
 
 
 def _forget_thread(threads: set[asyncio.Future[Any]]) -> Callable[[asyncio.Future[Any]], None]:

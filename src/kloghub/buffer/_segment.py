@@ -29,7 +29,6 @@ from __future__ import annotations
 import bisect
 import os
 import struct
-import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, cast
@@ -37,6 +36,7 @@ from typing import Any, cast
 import msgpack
 
 from kloghub import core
+from kloghub.buffer import _checksum
 
 __all__ = [
     "CHUNK_MAGIC",
@@ -70,6 +70,8 @@ _SUFFIX = ".seg"
 _MAX_DEPTH = 64
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64
+_crc32 = _checksum.crc32
+"""The frames' CRC-32 (zlib's; compiled when the kernels are built)."""
 
 
 def segment_path(directory: Path, segment_id: int) -> Path:
@@ -119,7 +121,7 @@ class Encoder:
         append = parts.append
         pack = self._pack
         header = FRAME.pack
-        crc32 = zlib.crc32
+        crc32 = _crc32
         count = 0
         for event in events:
             item = (event.tag, event.time_ns, event.record)
@@ -127,7 +129,7 @@ class Encoder:
                 payload = pack(item)
             except (TypeError, ValueError, OverflowError):
                 payload = pack(_sanitize(item))
-            append(header(len(payload), crc32(payload)))
+            append(header(len(payload), crc32(payload, 0)))
             append(payload)
             count += 1
         return b"".join(parts), count
@@ -145,7 +147,7 @@ class WireEncoder:
         """The frames of ``events`` as one buffer, and how many records it holds."""
         parts: list[bytes] = []
         append = parts.append
-        encode, head, header, crc32 = self._encode, WIRE_HEAD.pack, FRAME.pack, zlib.crc32
+        encode, head, header, crc32 = self._encode, WIRE_HEAD.pack, FRAME.pack, _crc32
         tags = self._tags
         count = 0
         for event in events:
@@ -171,10 +173,10 @@ class WireEncoder:
             except Exception:  # noqa: BLE001 - kept as the event; the sink dead-letters it
                 frame, _ = self._events.encode((event,))
                 payload = bytes((_WIRE_EVENT,)) + frame[FRAME.size :]
-                append(header(len(payload), crc32(payload)))
+                append(header(len(payload), crc32(payload, 0)))
                 append(payload)
                 continue
-            append(header(len(prefix) + len(data), crc32(data, crc32(prefix))))
+            append(header(len(prefix) + len(data), crc32(data, crc32(prefix, 0))))
             append(prefix)
             append(data)
         return b"".join(parts), count
@@ -193,7 +195,7 @@ class ChunkEncoder:
         )
         length = CHUNK_HEAD.size + len(head) + len(chunk.entries)
         prefix = CHUNK_HEAD.pack(len(head)) + head
-        crc = zlib.crc32(chunk.entries, zlib.crc32(prefix))
+        crc = _crc32(chunk.entries, _crc32(prefix, 0))
         return FRAME.pack(length, crc) + prefix
 
     def encode(self, chunk: core.Chunk) -> bytes:
@@ -365,7 +367,7 @@ def frame_counts(path: Path, limit: int, *, chunks: bool) -> list[int]:
                 end = pos + FRAME.size + length
                 if end <= len(buf):
                     start = pos + FRAME.size
-                    if length == 0 or zlib.crc32(memoryview(buf)[start:end]) != crc:
+                    if length == 0 or _crc32(memoryview(buf)[start:end], 0) != crc:
                         return counts
                     if chunks:
                         try:
