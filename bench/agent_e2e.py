@@ -31,8 +31,6 @@ import contextlib
 import multiprocessing
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +41,7 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
 
+import _daemon  # noqa: E402 - next to this file
 import gen_cri  # noqa: E402 - the generator next to this file
 from _procstat import cpu_seconds, peak_rss_mib  # noqa: E402 - shared /proc readings, next to this file
 
@@ -118,17 +117,11 @@ def _receiver(port: int, counter: multiprocessing.sharedctypes.Synchronized[int]
 # ------------------------------------------------------------------ measuring
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def agent_config(pods: Path, state: Path, port: int, redact: bool, compress: str) -> str:
     return f"""
 agent:
   state_dir: {state}
-  metrics_addr: 127.0.0.1:{free_port()}
+  metrics_addr: 127.0.0.1:{_daemon.free_port()}
   log_level: warning
   enrichment:
     kubernetes_api: false
@@ -156,20 +149,15 @@ def byte_compile() -> None:
 
 
 def run_forward(args: argparse.Namespace, pods: Path, records: int) -> tuple[float, float, float]:
-    port = free_port()
+    port = _daemon.free_port()
     counter = multiprocessing.Value("q", 0)
     receiver = multiprocessing.Process(target=_receiver, args=(port, counter), daemon=True)
     receiver.start()
     state = Path(tempfile.mkdtemp(prefix="kloghub-e2e-"))
     cfg = state / "agent.yaml"
     cfg.write_text(agent_config(pods, state / "state", port, args.redact, args.compress))
-    kloghub = Path(sys.executable).with_name("kloghub")
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [str(kloghub), "agent", "--level", "walk", "--config", str(cfg)],
-        stdout=subprocess.DEVNULL,
-        stderr=open(state / "agent.log", "wb"),  # noqa: SIM115 - closed with the process
-    )
+    proc = _daemon.start("agent", "walk", cfg, state / "agent.log")
     try:
         while counter.value < records:
             if proc.poll() is not None:
@@ -183,11 +171,7 @@ def run_forward(args: argparse.Namespace, pods: Path, records: int) -> tuple[flo
         if counter.value != records:
             print(f"warning: {counter.value} records acked, {records} expected")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(30)
-        if proc.poll() is None:
-            proc.kill()
+        _daemon.stop(proc)
         receiver.kill()
         if not args.keep:
             shutil.rmtree(state, ignore_errors=True)

@@ -36,15 +36,14 @@ import multiprocessing
 import random
 import re
 import shutil
-import signal
-import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import orjson
@@ -52,8 +51,11 @@ import orjson
 _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
 
+import _daemon  # noqa: E402 - next to this file
 import gen_cri  # noqa: E402 - the generator next to this file
 from _procstat import cpu_seconds, status_mib  # noqa: E402 - shared /proc readings, next to this file
+
+from kloghub.transport import protocol  # noqa: E402
 
 _PODS = 16
 
@@ -128,21 +130,47 @@ def _frame(tag: str, entries: bytes, count: int, chunk: str) -> bytes:
 # ------------------------------------------------------------------ sender
 
 
-async def _send_connection(port: int, frames: list[bytes], ids: list[str], in_flight: int) -> None:
+Auth = tuple[str, str, str]
+"""``(username, password, shared key)`` the sender proves itself with (HELO/PING/PONG)."""
+
+
+async def _handshake(
+    writer: asyncio.StreamWriter, answer: Callable[[], Awaitable[Any]], auth: Auth
+) -> None:
+    user, password, key = auth
+    helo = protocol.parse_helo(await answer())
+    salt = "0123456789abcdef"
+    digest = protocol.shared_key_digest(salt, user, helo.nonce, key)
+    proof = protocol.password_digest(helo.auth_salt, user, password)
+    writer.write(protocol.encode_ping(user, salt, digest, user, proof))
+    if not protocol.parse_pong(await answer()).ok:
+        raise SystemExit("handshake refused")
+
+
+async def _send_connection(
+    port: int, frames: list[bytes], ids: list[str], in_flight: int, auth: Auth | None = None
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    slots = asyncio.Semaphore(in_flight)
+    unpacker = msgpack.Unpacker(raw=False)
     unacked = set(ids)
 
-    async def read_acks() -> None:
-        unpacker = msgpack.Unpacker(raw=False)
-        while unacked:
+    async def answer() -> Any:
+        while True:
+            for value in unpacker:
+                return value
             data = await reader.read(65536)
             if not data:
                 raise ConnectionError(f"collector closed with {len(unacked)} chunks unacked")
             unpacker.feed(data)
-            for message in unpacker:
-                unacked.discard(message["ack"])
-                slots.release()
+
+    if auth is not None:
+        await _handshake(writer, answer, auth)
+    slots = asyncio.Semaphore(in_flight)
+
+    async def read_acks() -> None:
+        while unacked:
+            unacked.discard((await answer())["ack"])
+            slots.release()
 
     acks = asyncio.create_task(read_acks())
     for frame in frames:
@@ -153,7 +181,14 @@ async def _send_connection(port: int, frames: list[bytes], ids: list[str], in_fl
     writer.close()
 
 
-def _sender(port: int, chunks_path: str, connections: int, in_flight: int, go: object) -> None:
+def _sender(
+    port: int,
+    chunks_path: str,
+    connections: int,
+    in_flight: int,
+    go: object,
+    auth: Auth | None = None,
+) -> None:
     chunks = msgpack.unpackb(Path(chunks_path).read_bytes(), raw=False)
     per: list[tuple[list[bytes], list[str]]] = [([], []) for _ in range(connections)]
     for n, (tag, entries, count) in enumerate(chunks):
@@ -164,18 +199,12 @@ def _sender(port: int, chunks_path: str, connections: int, in_flight: int, go: o
     go.wait()  # type: ignore[attr-defined]
 
     async def main() -> None:
-        await asyncio.gather(*(_send_connection(port, f, i, in_flight) for f, i in per))
+        await asyncio.gather(*(_send_connection(port, f, i, in_flight, auth) for f, i in per))
 
     asyncio.run(main())
 
 
 # ------------------------------------------------------------------ measuring
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def acked(metrics_port: int) -> int:
@@ -188,17 +217,6 @@ def acked(metrics_port: int) -> int:
     for match in re.finditer(r"^kloghub_records_acked_total\{[^}]*\} (\S+)$", text, re.M):
         total += float(match.group(1))
     return int(total)
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"collector exited ({proc.returncode}); see {log}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise SystemExit("collector did not listen in 60 s")
 
 
 def collector_config(args: argparse.Namespace, state: Path, port: int, mport: int) -> str:
@@ -221,26 +239,19 @@ def collector_config(args: argparse.Namespace, state: Path, port: int, mport: in
 
 
 def run_collector(args: argparse.Namespace, chunks_path: Path, records: int) -> None:
-    port, mport = free_port(), free_port()
+    port, mport = _daemon.free_port(), _daemon.free_port()
     state = Path(tempfile.mkdtemp(prefix="kloghub-ce2e-", dir=args.tmp))
     cfg = state / "collector.yaml"
     cfg.write_text(collector_config(args, state, port, mport))
     log = state / "collector.log"
-    command = [sys.executable, "-m", "kloghub"]
-    if args.profile:
-        command[1:1] = ["-m", "cProfile", "-o", str(args.profile)]
-    proc = subprocess.Popen(
-        [*command, "collector", "--level", "run", "--config", str(cfg)],
-        stdout=subprocess.DEVNULL,
-        stderr=open(log, "wb"),  # noqa: SIM115 - closed with the process
-    )
+    proc = _daemon.start("collector", "run", cfg, log, args.profile)
     ctx = multiprocessing.get_context("spawn")
     go = ctx.Event()
     sender = ctx.Process(
         target=_sender, args=(port, str(chunks_path), args.connections, args.in_flight, go)
     )
     try:
-        _wait_port(port, proc, log)
+        _daemon.wait_port(port, proc, log)
         sender.start()
         time.sleep(2)  # the sender builds its frames
         cpu0 = cpu_seconds(proc.pid)
@@ -263,11 +274,7 @@ def run_collector(args: argparse.Namespace, chunks_path: Path, records: int) -> 
         time.sleep(args.settle)
         after = status_mib(proc.pid, "VmRSS")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(30)
-        if proc.poll() is None:
-            proc.kill()
+        _daemon.stop(proc)
         if sender.is_alive():
             sender.kill()
         if not args.keep:
@@ -311,7 +318,7 @@ def _decode_child(port: int, expected: int, ready: object, result: object) -> No
 
 
 def run_decode(args: argparse.Namespace, chunks_path: Path, records: int) -> None:
-    port = free_port()
+    port = _daemon.free_port()
     ctx = multiprocessing.get_context("spawn")
     ready, go = ctx.Event(), ctx.Event()
     child = ctx.Process(target=_decode_child, args=(port, records, ready, None))

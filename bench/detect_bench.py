@@ -37,15 +37,12 @@ collector and agent CPU.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import datetime as dt
 import json
 import multiprocessing
 import random
 import re
 import shutil
-import signal
 import sqlite3
 import statistics
 import struct
@@ -63,9 +60,8 @@ import orjson
 _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
 
+import _daemon  # noqa: E402 - next to this file
 import collector_e2e as ce2e  # noqa: E402 - the benchmark next to this file
-
-from kloghub.transport import protocol  # noqa: E402
 
 _FIXTURE = _HERE.parent / "tests" / "fixtures" / "kube-audit" / "audit.log"
 _ALERTING = {5, 10, 13, 15, 17}
@@ -143,58 +139,6 @@ def _mixed_chunks(records: int, per_chunk: int, audit_share: float, alert_every:
     return mixed
 
 
-async def _connection(port: int, frames: list[bytes], ids: list[str], in_flight: int) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    unpacker = msgpack.Unpacker(raw=False)
-
-    async def answer() -> Any:
-        while True:
-            for value in unpacker:
-                return value
-            data = await reader.read(65536)
-            if not data:
-                raise ConnectionError("collector closed the connection")
-            unpacker.feed(data)
-
-    helo = protocol.parse_helo(await answer())
-    salt = "0123456789abcdef"
-    digest = protocol.shared_key_digest(salt, _USER, helo.nonce, _KEY)
-    password = protocol.password_digest(helo.auth_salt, _USER, _PASSWORD)
-    writer.write(protocol.encode_ping(_USER, salt, digest, _USER, password))
-    if not protocol.parse_pong(await answer()).ok:
-        raise SystemExit("handshake refused")
-    slots = asyncio.Semaphore(in_flight)
-    unacked = set(ids)
-
-    async def read_acks() -> None:
-        while unacked:
-            unacked.discard((await answer())["ack"])
-            slots.release()
-
-    acks = asyncio.create_task(read_acks())
-    for frame in frames:
-        await slots.acquire()
-        writer.write(frame)
-        await writer.drain()
-    await acks
-    writer.close()
-
-
-def _sender(port: int, chunks_path: str, connections: int, in_flight: int, go: Any) -> None:
-    chunks = msgpack.unpackb(Path(chunks_path).read_bytes(), raw=False)
-    per: list[tuple[list[bytes], list[str]]] = [([], []) for _ in range(connections)]
-    for n, (tag, entries, count) in enumerate(chunks):
-        frames, ids = per[n % connections]
-        frames.append(ce2e._frame(tag, entries, count, f"c{n:08d}"))
-        ids.append(f"c{n:08d}")
-    go.wait()
-
-    async def main() -> None:
-        await asyncio.gather(*(_connection(port, f, i, in_flight) for f, i in per))
-
-    asyncio.run(main())
-
-
 def _metric(port: int, name: str) -> int:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
@@ -227,26 +171,27 @@ def _collector_yaml(state: Path, port: int, mport: int, sink: str, *, detections
 
 
 def _run_cpu(args: argparse.Namespace, chunks_path: Path, *, detections: bool) -> dict[str, float]:
-    port, mport = ce2e.free_port(), ce2e.free_port()
+    port, mport = _daemon.free_port(), _daemon.free_port()
     state = Path(tempfile.mkdtemp(prefix="kloghub-detect-", dir=args.tmp))
     cfg = state / "collector.yaml"
     cfg.write_text(_collector_yaml(state, port, mport, "null:", detections=detections))
     log = state / "collector.log"
-    command = [sys.executable, "-m", "kloghub"]
-    if args.profile and detections:
-        command[1:1] = ["-m", "cProfile", "-o", str(args.profile)]
-    proc = subprocess.Popen(
-        [*command, "collector", "--level", "run", "--config", str(cfg)],
-        stdout=subprocess.DEVNULL,
-        stderr=open(log, "wb"),  # noqa: SIM115 - closed with the process
-    )
+    proc = _daemon.start("collector", "run", cfg, log, args.profile if detections else None)
     ctx = multiprocessing.get_context("spawn")
     go = ctx.Event()
     sender = ctx.Process(
-        target=_sender, args=(port, str(chunks_path), args.connections, args.in_flight, go)
+        target=ce2e._sender,
+        args=(
+            port,
+            str(chunks_path),
+            args.connections,
+            args.in_flight,
+            go,
+            (_USER, _PASSWORD, _KEY),
+        ),
     )
     try:
-        ce2e._wait_port(port, proc, log)
+        _daemon.wait_port(port, proc, log)
         sender.start()
         time.sleep(3)  # the sender builds its frames
         cpu0 = ce2e.cpu_seconds(proc.pid)
@@ -264,11 +209,7 @@ def _run_cpu(args: argparse.Namespace, chunks_path: Path, *, detections: bool) -
         cpu = ce2e.cpu_seconds(proc.pid) - cpu0
         alerts = _metric(mport, "kloghub_alerts_total")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(30)
-        if proc.poll() is None:
-            proc.kill()
+        _daemon.stop(proc)
         if sender.is_alive():
             sender.kill()
         shutil.rmtree(state, ignore_errors=True)
@@ -333,19 +274,12 @@ def _writer(path: str, rate: int, seconds: float, alert_every: int, done: Any) -
     done.value = n
 
 
-def _daemon(
+def _start_daemon(
     kind: str, cfg: dict[str, Any], state: Path, profile: Path | None = None
 ) -> subprocess.Popen[bytes]:
     path = state / f"{kind}.yaml"
     path.write_text(json.dumps(cfg))
-    command = [sys.executable, "-m", "kloghub"]
-    if profile is not None:
-        command[1:1] = ["-m", "cProfile", "-o", str(profile)]
-    return subprocess.Popen(
-        [*command, kind, "--level", "run", "--config", str(path)],
-        stdout=subprocess.DEVNULL,
-        stderr=(state / f"{kind}.log").open("wb"),
-    )
+    return _daemon.start(kind, "run", path, state / f"{kind}.log", profile)
 
 
 def latency_mode(args: argparse.Namespace) -> None:
@@ -353,13 +287,13 @@ def latency_mode(args: argparse.Namespace) -> None:
     audit = state / "audit.log"
     audit.touch()
     db = state / "store.db"
-    port, cport, aport = ce2e.free_port(), ce2e.free_port(), ce2e.free_port()
+    port, cport, aport = _daemon.free_port(), _daemon.free_port(), _daemon.free_port()
     collector_cfg = json.loads(
         _collector_yaml(state, port, cport, f"store:{db}", detections=args.detections == "on")
     )
-    collector = _daemon("collector", collector_cfg, state, args.profile)
-    ce2e._wait_port(port, collector, state / "collector.log")
-    agent = _daemon(
+    collector = _start_daemon("collector", collector_cfg, state, args.profile)
+    _daemon.wait_port(port, collector, state / "collector.log")
+    agent = _start_daemon(
         "agent",
         {
             "agent": {
@@ -421,12 +355,7 @@ def latency_mode(args: argparse.Namespace) -> None:
         writer.join(args.seconds + 10)
         cpu = ce2e.cpu_seconds(collector.pid) - cpu0[0], ce2e.cpu_seconds(agent.pid) - cpu0[1]
     finally:
-        for proc in (agent, collector):
-            proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(30)
-            if proc.poll() is None:
-                proc.kill()
+        _daemon.stop(agent, collector)
         if writer.is_alive():
             writer.kill()
         conn.close()

@@ -13,14 +13,14 @@ Standard library only, so it runs before any virtualenv exists.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
+
+# _gobuild.py is next to this file (also when tests/_kube.py loads this one by its path).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _gobuild
 
 HELM_VERSION = "v3.22.0"
 """Pinned Helm release (the newest v3 known to build with the Go on these machines)."""
@@ -43,56 +43,26 @@ def ldflags() -> str:
     return "-s -w " + " ".join(f"-X {stamp}" for stamp in stamps)
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("KLOGHUB_CACHE") or str(Path.home() / ".cache" / "kloghub")
-    return Path(root).expanduser() / "bin"
-
-
 def helm_version(path: Path) -> str | None:
     """The version a helm binary reports (``v3.22.0``), or None when it does not run."""
-    try:
-        out = subprocess.run(
-            [str(path), "version", "--template", "{{.Version}}"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out or None
+    return _gobuild.output([str(path), "version", "--template", "{{.Version}}"]) or None
 
 
 def build(target: Path) -> None:
-    go = shutil.which("go")
-    if go is None:
-        sys.exit(
-            "get_helm: Go is needed to build helm from the Go module proxy and is not on "
-            "PATH (Debian: apt-get install golang-go), or set KLOGHUB_HELM=/path/to/helm."
-        )
-    print(
-        f"get_helm: building helm {HELM_VERSION} with {go} (once; a few minutes)", file=sys.stderr
-    )
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".helm-build-") as tmp:
-        env = dict(os.environ, GOBIN=tmp, CGO_ENABLED="0")
-        # -p 2: these machines have two cores shared with other work.
-        command = [
+    name = "get_helm"
+    go = _gobuild.find_go(name, "helm", "set KLOGHUB_HELM=/path/to/helm")
+    with _gobuild.building(name, f"helm {HELM_VERSION} with {go}", target, "a few minutes") as tmp:
+        _gobuild.run_go(
+            name,
             go,
-            "install",
-            "-p",
-            "2",
-            "-trimpath",
-            f"-ldflags={ldflags()}",
-            f"{HELM_MODULE}@{HELM_VERSION}",
-        ]
-        # go's own output goes to stderr: stdout carries only the path.
-        result = subprocess.run(command, env=env, stdout=sys.stderr, check=False)
-        built = Path(tmp) / "helm"
-        if result.returncode != 0 or not built.exists():
-            sys.exit(f"get_helm: `{' '.join(command)}` failed (exit {result.returncode})")
-        built.replace(target)  # atomic: a concurrent reader never sees half a binary
-    print(f"get_helm: built in {time.monotonic() - started:.0f} s", file=sys.stderr)
+            ["install", f"{HELM_MODULE}@{HELM_VERSION}"],
+            ldflags=ldflags(),
+            env={"GOBIN": str(tmp)},
+        )
+        built = tmp / "helm"
+        if not built.exists():
+            sys.exit(f"{name}: go install {HELM_MODULE} made no {built}")
+        built.replace(target)
 
 
 def main() -> int:
@@ -102,13 +72,11 @@ def main() -> int:
             sys.exit(f"get_helm: KLOGHUB_HELM={given} does not run `helm version`")
         print(given)
         return 0
-    bindir = cache_dir()
-    bindir.mkdir(parents=True, exist_ok=True)
+    bindir = _gobuild.cache_dir()
     target = bindir / "helm"
     recipe_file = bindir / ".helm.recipe"  # how the cached binary was built
     recipe = f"{HELM_MODULE}@{HELM_VERSION} {ldflags()}\n"
-    with (bindir / ".helm.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs at once build it only once
+    with _gobuild.locked(bindir / ".helm.lock"):
         built_by = recipe_file.read_text() if recipe_file.exists() else ""
         if built_by != recipe or helm_version(target) != HELM_VERSION:
             build(target)

@@ -20,15 +20,16 @@ measured. Standard library only, so it runs before any virtualenv exists.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
+
+# _gobuild.py is next to this file (also when tests/_kube.py loads this one by its path).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _gobuild
 
 KUBE_VERSION = "v1.37.2"
 """k8s.io/kubernetes release; scripts/k8s/go.mod requires it and replaces its staging
@@ -61,29 +62,16 @@ def ldflags() -> str:
     return "-s -w " + " ".join(f"-X {stamp}" for stamp in stamps)
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("KLOGHUB_CACHE") or str(Path.home() / ".cache" / "kloghub")
-    return Path(root).expanduser() / "bin"
-
-
 def bin_dir() -> Path:
-    return cache_dir() / f"kube-{KUBE_VERSION}-etcd-{ETCD_VERSION}"
-
-
-def _output(command: list[str]) -> str | None:
-    try:
-        return subprocess.run(
-            command, capture_output=True, text=True, timeout=30, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
+    return _gobuild.cache_dir() / f"kube-{KUBE_VERSION}-etcd-{ETCD_VERSION}"
 
 
 def reported_versions(directory: Path) -> dict[str, str | None]:
     """The version each binary in ``directory`` reports (None when it does not run)."""
-    apiserver = _output([str(directory / "kube-apiserver"), "--version"])  # Kubernetes v1.37.2
-    etcd = _output([str(directory / "etcd"), "--version"])  # etcd Version: 3.7.0\n...
-    kubectl = _output([str(directory / "kubectl"), "version", "--client"])  # Client Version: v…
+    # Kubernetes v1.37.2 / etcd Version: 3.7.0\n... / Client Version: v1.37.2\n...
+    apiserver = _gobuild.output([str(directory / "kube-apiserver"), "--version"])
+    etcd = _gobuild.output([str(directory / "etcd"), "--version"])
+    kubectl = _gobuild.output([str(directory / "kubectl"), "version", "--client"])
     return {
         "kube-apiserver": apiserver.rpartition(" ")[2] if apiserver else None,
         "etcd": "v" + etcd.splitlines()[0].rpartition(" ")[2] if etcd else None,
@@ -114,52 +102,36 @@ def recipe() -> str:
 
 
 def build(target: Path) -> None:
-    go = shutil.which("go")
-    if go is None:
-        sys.exit(
-            "get_kube: Go is needed to build kube-apiserver and etcd from the Go module proxy "
-            "and is not on PATH (Debian: apt-get install golang-go; Go 1.26 or newer), or set "
-            "KLOGHUB_KUBE_BIN to a directory holding kube-apiserver, etcd and kubectl."
-        )
-    print(
-        f"get_kube: building kube-apiserver/kubectl {KUBE_VERSION} and etcd {ETCD_VERSION} "
-        f"with {go} in {MODULE_DIR} (once; this takes long)",
-        file=sys.stderr,
+    name = "get_kube"
+    go = _gobuild.find_go(
+        name,
+        "kube-apiserver and etcd",
+        "set KLOGHUB_KUBE_BIN to a directory holding kube-apiserver, etcd and kubectl",
     )
-    started = time.monotonic()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".kube-build-") as tmp:
-        out = Path(tmp) / "bin"
+    what = (
+        f"kube-apiserver/kubectl {KUBE_VERSION} and etcd {ETCD_VERSION} with {go} in {MODULE_DIR}"
+    )
+    with _gobuild.building(name, what, target, "this takes long") as tmp:
+        out = tmp / "bin"
         out.mkdir()
-        env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=readonly")
-        # -p 2: these machines have two cores shared with other work.
-        command = [
+        _gobuild.run_go(
+            name,
             go,
-            "build",
-            "-p",
-            "2",
-            "-trimpath",
-            f"-ldflags={ldflags()}",
-            "-o",
-            str(out) + os.sep,
-            *PACKAGES.values(),
-        ]
-        # go's own output goes to stderr: stdout carries only the path.
-        result = subprocess.run(command, cwd=MODULE_DIR, env=env, stdout=sys.stderr, check=False)
+            ["build", "-o", str(out) + os.sep, *PACKAGES.values()],
+            ldflags=ldflags(),
+            env={"GOFLAGS": "-mod=readonly"},
+            cwd=MODULE_DIR,
+        )
         missing = [name for name in BINARIES if not (out / name).exists()]
-        if result.returncode != 0 or missing:
-            sys.exit(
-                f"get_kube: `{' '.join(command)}` in {MODULE_DIR} failed "
-                f"(exit {result.returncode}; missing: {', '.join(missing) or 'none'})"
-            )
+        if missing:
+            sys.exit(f"{name}: go build in {MODULE_DIR} made no {', '.join(missing)}")
         (out / ".recipe").write_text(recipe())
         wrong = problems(out)
         if wrong:
-            sys.exit(f"get_kube: the binaries built in {out} are wrong: {'; '.join(wrong)}")
+            sys.exit(f"{name}: the binaries built in {out} are wrong: {'; '.join(wrong)}")
         if target.exists():  # broken (checked by the caller): set aside, then replaced
             shutil.rmtree(target)
-        out.replace(target)  # atomic: a concurrent reader never sees half a directory
-    print(f"get_kube: built in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        out.replace(target)
 
 
 def main() -> int:
@@ -171,9 +143,7 @@ def main() -> int:
         print(given)
         return 0
     target = bin_dir()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with (target.parent / ".kube.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs at once build it only once
+    with _gobuild.locked(target.parent / ".kube.lock"):
         wrong = problems(target)
         if wrong:
             if target.exists():

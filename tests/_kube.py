@@ -48,7 +48,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests._procs import free_port
+from tests._procs import free_port, terminate
 
 REPO = Path(__file__).resolve().parents[1]
 AUDIT_POLICY = REPO / "forwarders" / "audit-policy.yaml"
@@ -176,13 +176,7 @@ class _Process:
     def stop(self, timeout: float = 15.0) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc, timeout)
         self.proc = None
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import os
 import re
 import shutil
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from kloghub import config, core, kernels, sources
@@ -122,14 +124,23 @@ def assert_exactly_once(found: Counter[int], expected) -> None:
     assert not extra, f"unexpected lines {sorted(extra)[:5]}"
 
 
+@contextlib.asynccontextmanager
+async def running(
+    source: sources.LogSource, timeout: float = 5.0
+) -> AsyncIterator[sources.LogSource]:
+    """``source`` started for the block, stopped (``stop(timeout)``) however the block ends."""
+    await source.start()
+    try:
+        yield source
+    finally:
+        await source.stop(timeout)
+
+
 async def run_until(
     source: sources.LogSource, sink: Collector, count: int, linger: float = 0.3
 ) -> sources.LogSource:
     """Start ``source``, wait for ``count`` events (and ``linger`` for any extra), stop it."""
-    await source.start()
-    try:
+    async with running(source):
         await sink.wait_for(count)
         await asyncio.sleep(linger)
-    finally:
-        await source.stop(5)
     return source

@@ -9,7 +9,8 @@
 //! - `encoder`: the Python class tying them together for one tailed file;
 //! - `checksum`: the disk buffer's frame CRC-32 (`zlib.crc32`);
 //! - `msgpack`, `applog`, `documents`: a Forward request's entries → the collector's sink-queue frames
-//!   (`collector/_fastpath.py`, spec: the normalizer and `sinks._bulk.encode`).
+//!   (`collector/_fastpath.py`, spec: the normalizer and `sinks._bulk.encode`);
+//! - `wire`: a sink queue's encoded-event frames → events (`buffer/_segment.py` `decode_wire`).
 
 mod applog;
 mod checksum;
@@ -25,6 +26,7 @@ mod parser;
 mod text;
 mod timestamp;
 mod utf8;
+mod wire;
 
 use pyo3::prelude::*;
 
@@ -33,6 +35,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<encoder::FileEncoder>()?;
     m.add_function(wrap_pyfunction!(checksum::crc32, m)?)?;
     m.add_class::<documents::BulkDocuments>()?;
+    m.add_function(wrap_pyfunction!(wire::take_wire_frames, m)?)?;
     m.add("KERNELS_VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -48,3 +48,15 @@ class BulkDocuments:
     def whole(data: bytes) -> bool: ...
     def clear(self) -> None: ...
     def __len__(self) -> int: ...
+
+def take_wire_frames(
+    buf: bytes,
+    pos: int,
+    room: int,
+    nbytes: int,
+    max_bytes: int,
+    has_events: bool,
+    finalizer: object,
+    event: type,
+    encoded: type,
+) -> tuple[list[object], int, int]: ...

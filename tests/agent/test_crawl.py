@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,19 +13,13 @@ from typing import Any
 import orjson
 
 from tests import _notify as servers
-from tests._procs import Daemon
+from tests._procs import Daemon, run_kloghub
 from tests._world import World
 from tests.detect import _events as ev
 
 
 def search(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kloghub", "search", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_kloghub("search", *args)
 
 
 def test_crawl_agent_keeps_lines_in_the_node_store_for_search(world: World):

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from kloghub import buffer, config, core
-from tests.buffer._util import numbered, segments
+from tests.buffer._util import counter, numbered, segments
 
 
 def _line(event: core.Event) -> bytes:
@@ -134,3 +134,54 @@ async def test_a_queue_refuses_to_start_on_segments_of_another_encoding(tmp_path
         await other.start()
     await other.stop(5)
     assert segments(tmp_path)
+
+
+async def _pop_all(queue: buffer.DiskQueue, records: int, nbytes: int) -> list[tuple[Any, ...]]:
+    out: list[tuple[Any, ...]] = []
+    while True:
+        batch = await queue.pop(records, nbytes, 0.3)
+        if not batch.events:
+            return out
+        for e in batch:
+            r = e.record
+            data = r.data if isinstance(r, core.Encoded) else r  # type: ignore[attr-defined]
+            out.append((e.tag, e.time_ns, getattr(r, "id", None), data, e.size))
+        batch.settle(core.Delivery.DELIVERED)
+
+
+@pytest.mark.parametrize(("records", "nbytes"), [(1000, 1 << 20), (7, 1 << 20), (1000, 90)])
+async def test_compiled_pop_hands_out_what_the_python_loop_does(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, records: int, nbytes: int
+) -> None:
+    """The compiled frame loop (native/src/wire.rs) takes the plain frames and leaves every
+    other one — a frame the sink could not encode, a flipped bit, limits — to the Python
+    loop: both give the same events, the same sizes and count the same corruption."""
+    from kloghub.buffer import _queue as queue_module
+
+    results = []
+    for native in (True, False):
+        if not native:
+            monkeypatch.setattr(queue_module, "_TAKE_WIRE", None)
+        directory = tmp_path / str(native)
+        queue = _queue(directory)
+        await queue.start()
+        await queue.push(_documents(0, 40))
+        bad = core.Event("logs-t-default", 5, {"id": "x", "doc": {}, "bad": True, "n": -1})
+        await queue.push(core.Batch([bad]))
+        await queue.push(_documents(40, 40))
+        await queue.stop(5)
+        (segment,) = segments(directory)
+        data = bytearray(segment.read_bytes())
+        data[data.index(b'"n":60')] ^= 0x01  # the checksum of record 60 no longer matches
+        segment.write_bytes(bytes(data))
+        before = counter("buffer_corrupt")
+        again = _queue(directory)
+        await again.start()
+        try:
+            results.append(
+                (await _pop_all(again, records, nbytes), counter("buffer_corrupt") - before)
+            )
+        finally:
+            await again.stop(5)
+    assert results[0] == results[1]
+    assert len(results[0][0]) == 61  # 0..59 and the unencodable event; the rest is corrupt

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import urllib.request
 
 import pytest
 
 from kloghub import core, sinks
+from tests._procs import run_kloghub
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kloghub", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_kloghub(*args, timeout=120)
 
 
 async def test_dlq_list_counts_entries_by_error_and_shows_the_newest(tmp_path):

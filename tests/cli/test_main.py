@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from kloghub import cli
+from tests._procs import run_kloghub
 
 
 @pytest.fixture(autouse=True)
@@ -18,14 +19,7 @@ def _clean_env(monkeypatch):
             monkeypatch.delenv(key)
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kloghub", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+run = run_kloghub
 
 
 def test_help_lists_every_command_of_the_design():
@@ -109,14 +103,7 @@ def test_collector_refuses_level_crawl():
     result = run("collector", "--level", "walk", "--listen", "bad")
     assert result.returncode == 2
     assert "collector.listen" in result.stderr
-    result = subprocess.run(
-        [sys.executable, "-m", "kloghub", "collector"],
-        capture_output=True,
-        text=True,
-        env={"KLOGHUB_LEVEL": "crawl", "PATH": ""},
-        timeout=60,
-        check=False,
-    )
+    result = run_kloghub("collector", env={"KLOGHUB_LEVEL": "crawl", "PATH": ""})
     assert result.returncode == 2
     assert "does not run at level crawl" in result.stderr
 

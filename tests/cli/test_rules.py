@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from kloghub import store
+from tests._procs import run_kloghub
 from tests.detect import _events as ev
 
 EXEC = "faa4761f-d604-4387-84c2-e2ed3d5931b1"
@@ -28,13 +28,7 @@ def _clean_env(monkeypatch):
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kloghub", "rules", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_kloghub("rules", *args, timeout=120)
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,6 @@ kloghub.alerts data stream, found by `kloghub search`; dry-run and exceptions as
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -17,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests._procs import Daemon, free_port
+from tests._procs import Daemon, search, start_run_pipeline
 from tests.detect import _events as ev
 
 pytestmark = pytest.mark.integration
@@ -27,20 +25,6 @@ SECRET_ACCESS = "e2d97bc4-c54f-463d-966a-11c341f6f387"
 SENSITIVE_ROLE = "e8c41498-9d04-4d65-b928-3a6e95683195"
 CLUSTER_ADMIN = "a1c5a4e4-7e5a-4877-a7ef-9fef3065bd81"
 READER = "system:serviceaccount:shop:reader"
-
-
-def search(store: str, query: str) -> list[dict[str, Any]]:
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "kloghub", "search", query, "--store", store),
-            *("--since", "1000d", "--limit", "1000", "--format", "ndjson"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return [orjson.loads(line) for line in result.stdout.splitlines()]
 
 
 def _get(url: str) -> Any:
@@ -53,65 +37,25 @@ def _pipeline(
 ) -> tuple[Daemon, Daemon]:
     """A collector with the default pack (the admin's exec excepted, cluster-admin bindings
     in dry-run, ``detections`` added) and an agent tailing the fixture's audit log."""
-    port = free_port()
     audit = tmp_path / "audit.log"
     shutil.copy(ev.FIXTURE, audit)
-    collector = Daemon(
-        "collector",
-        config={
-            "level": "run",
-            "collector": {
-                "listen": f"127.0.0.1:{port}",
-                "state_dir": str(tmp_path / "c"),
-                "metrics_addr": "127.0.0.1:0",
-                "normalizer": {"namespace": ns},  # its own data streams on shared servers
-                "listener": {
-                    "shared_key": "k",
-                    "users": [{"username": "cp-1", "password": "pw", "roles": ["control-plane"]}],
+    return start_run_pipeline(
+        tmp_path,
+        audit=audit,
+        sinks=sinks,
+        collector={
+            "normalizer": {"namespace": ns},  # its own data streams on shared servers
+            "detections": {
+                "enabled": True,
+                "rules": {
+                    # The operator's own exec is allowed; the ServiceAccount's is not.
+                    EXEC: {"exceptions": [{"user.username": "kloghub-admin"}]},
+                    CLUSTER_ADMIN: {"mode": "dry-run"},
                 },
-                "sinks": sinks,
-                "detections": {
-                    "enabled": True,
-                    "rules": {
-                        # The operator's own exec is allowed; the ServiceAccount's is not.
-                        EXEC: {"exceptions": [{"user.username": "kloghub-admin"}]},
-                        CLUSTER_ADMIN: {"mode": "dry-run"},
-                    },
-                    **detections,
-                },
+                **detections,
             },
         },
-        workdir=tmp_path,
-    ).start()
-    agent = Daemon(
-        "agent",
-        config={
-            "level": "run",
-            "agent": {
-                "state_dir": str(tmp_path / "a"),
-                "metrics_addr": "127.0.0.1:0",
-                "enrichment": {"kubernetes_api": False},
-                "sources": {
-                    "containers": {"paths": [str(tmp_path / "no-pods" / "*.log")]},
-                    "node": {"enabled": False},
-                    "audit": {"path": str(audit)},
-                    "poll_interval": "50ms",
-                },
-                "node_name": "cp-1",
-                "outputs": [
-                    {
-                        "url": f"forward://127.0.0.1:{port}",
-                        "flush_interval": "100ms",
-                        "shared_key": "k",
-                        "username": "cp-1",
-                        "password": "pw",
-                    }
-                ],
-            },
-        },
-        workdir=tmp_path,
-    ).start()
-    return collector, agent
+    )
 
 
 def _check_alerts(alerts: list[dict[str, Any]], where: str) -> None:
@@ -155,14 +99,14 @@ def test_the_collector_writes_the_alerts_of_real_audit_events_to_every_sink(
         deadline = time.monotonic() + 90
         while len(found) < len(stores):
             for name, store in stores.items():
-                if name not in found and len(hits := search(store, query)) >= 4:
+                if name not in found and len(hits := search(query, store)) >= 4:
                     found[name] = hits
             assert time.monotonic() < deadline, (
                 f"alerts only in {sorted(found)}: " + "".join(collector.raw)[-3000:]
             )
             time.sleep(1)
         # The events are there too: the alerts did not take their place.
-        assert len(search(stores["store"], "dataset:kubernetes.audit_logs")) == len(ev.raw_events())
+        assert len(search("dataset:kubernetes.audit_logs", stores["store"])) == len(ev.raw_events())
     finally:
         assert agent.stop() == 0
         assert collector.stop() == 0

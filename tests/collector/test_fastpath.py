@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kloghub import config, core, normalize, sinks, transport
+from kloghub import config, core, normalize, outputs, runtime, sinks, transport
 from kloghub.buffer import _segment
 from kloghub.collector import _app, _fastpath
 from tests.buffer._util import make_queue
@@ -33,6 +33,7 @@ pytestmark = pytest.mark.usefixtures("_compiled")
 
 _NOW = 1_800_000_000_123_456_789
 _FRAME = struct.Struct("<II")
+_KERNEL_RECORDS = "kloghub_collector_kernel_records_total"
 
 
 @pytest.fixture
@@ -189,11 +190,15 @@ def _frames(data: bytes) -> list[bytes]:
 
 
 def _python_frames(
-    normalizer: normalize.Normalizer, origin: core.Origin, tag: str, data: bytes
+    normalizer: normalize.Normalizer,
+    origin: core.Origin,
+    tag: str,
+    data: bytes,
+    encode: Any = sinks.bulk_encode,
 ) -> list[bytes]:
-    """The specification: decode, normalize, ``_bulk`` encode, frame — one entry at a time
-    (to tell which frame is whose)."""
-    encoder = _segment.WireEncoder(sinks.bulk_encode)
+    """The specification: decode, normalize, encode (``_bulk`` lines by default), frame —
+    one entry at a time (to tell which frame is whose)."""
+    encoder = _segment.WireEncoder(encode)
     frames = []
     for events in transport.protocol.packed_slices(tag, data, 1):
         (doc,) = (normalizer(event, origin) for event in events)
@@ -202,12 +207,18 @@ def _python_frames(
 
 
 def _fast_frames(
-    normalizer: normalize.Normalizer, origin: core.Origin, tag: str, data: bytes, slice_bytes: int
+    normalizer: normalize.Normalizer,
+    origin: core.Origin,
+    tag: str,
+    data: bytes,
+    slice_bytes: int,
+    encode: Any = sinks.bulk_encode,
 ) -> tuple[list[bytes], int]:
     """The kernel's frames, then the Python path's frames of what it handed back; and how
     many records the kernel took."""
     path = _fastpath.FastPath(normalizer, [], True)
-    encoder = _segment.WireEncoder(sinks.bulk_encode)
+    path._encode = encode
+    encoder = _segment.WireEncoder(encode)
     out: list[bytes] = []
     taken = 0
     start = 0
@@ -238,15 +249,18 @@ def _reordered(spec: list[bytes], fast_first: list[int]) -> list[bytes]:
     st.integers(0, len(_NORMALIZERS) - 1),
     st.sampled_from(_ORIGINS),
     st.sampled_from([1, 200, 1 << 20]),
+    st.sampled_from([sinks.bulk_encode, outputs.encode_document]),
 )
 def test_the_kernel_writes_the_frames_of_the_python_path(
-    items: list[bytes], tag: str, which: int, origin: core.Origin, slice_bytes: int
+    items: list[bytes], tag: str, which: int, origin: core.Origin, slice_bytes: int, encode: Any
 ) -> None:
     data = b"".join(items)
     cfg = _NORMALIZERS[which]
     with mock.patch("time.time_ns", return_value=_NOW):
-        spec = _python_frames(normalize.Normalizer(cfg), origin, tag, data)
-        fast, taken = _fast_frames(normalize.Normalizer(cfg), origin, tag, data, slice_bytes)
+        spec = _python_frames(normalize.Normalizer(cfg), origin, tag, data, encode)
+        fast, taken = _fast_frames(
+            normalize.Normalizer(cfg), origin, tag, data, slice_bytes, encode
+        )
     assert len(fast) == len(spec)
     # The kernel's frames come first in each slice: compare as the multiset they are,
     # then check that what the kernel took is what the spec wrote for those entries.
@@ -319,8 +333,12 @@ async def test_fast_path_stores_what_the_router_stores(tmp_path: Path) -> None:
         for i in range(300)
     )
     origin = _ORIGINS[0]
+    compiled = {"path": "compiled"}
+    before = runtime.metrics.REGISTRY.get_sample_value(_KERNEL_RECORDS, compiled) or 0
     with mock.patch("time.time_ns", return_value=_NOW):
         count = await _fastpath.FastPath(normalizer, [qa], True).deliver(tag, data, origin)
+    assert runtime.metrics.REGISTRY.get_sample_value(_KERNEL_RECORDS, compiled) == before + 300
+    with mock.patch("time.time_ns", return_value=_NOW):
         events = next(transport.protocol.packed_slices(tag, data, 1 << 20))
         await _app._Router(normalize.Normalizer(config.NormalizerConfig()), [qb]).deliver(
             core.Batch(events, origin)
@@ -360,3 +378,26 @@ def test_the_fast_path_is_left_out_where_its_documents_would_be_wrong(tmp_path: 
     assert not _fastpath.FastPath.applies([], None)
     with mock.patch.dict("os.environ", {"KLOGHUB_KERNELS": "python"}):
         assert not _fastpath.FastPath.applies([bulk], None)
+
+
+async def test_pods_stay_known_to_the_detections_after_the_metadata_cache_empties(
+    tmp_path: Path,
+) -> None:
+    """The detection stage joins alerts with ``Normalizer.pod``, which learns pods from
+    the documents made; the compiled path makes one template per shape, so when the cache
+    empties (at its bound) the templates go too and the next records teach it again."""
+    normalizer = normalize.Normalizer(config.NormalizerConfig())
+    queue = make_queue(tmp_path / "q", name="q", encode=sinks.bulk_encode, codec=sinks.BULK_CODEC)
+    await queue.start()
+    path = _fastpath.FastPath(normalizer, [queue], True)
+    kh = {"file_id": "f", "offset": 1}
+    data = msgpack.packb([1, {"log": "x", "kubernetes": _PODS[2], "kloghub": kh}])
+    await path.deliver("kube.shop.web.app", data, _ORIGINS[0])
+    assert normalizer.pod("shop", "web-7c9f-abcde") is not None
+    normalizer._meta._pods.clear()  # what emptying the cache at its bound does
+    normalizer._meta._entries.clear()
+    normalizer._meta._last = None
+    normalizer._meta.generation += 1
+    await path.deliver("kube.shop.web.app", data, _ORIGINS[0])
+    assert normalizer.pod("shop", "web-7c9f-abcde") is not None
+    await queue.stop()

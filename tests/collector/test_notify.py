@@ -54,7 +54,7 @@ async def test_alerts_of_real_audit_events_reach_the_receivers_and_a_down_one_la
             }:
                 await asyncio.sleep(0.2)
         # Alertmanager is still down: the alerts are in the store all the same.
-        stored = await asyncio.to_thread(search, f"store:{db}", "event.kind:alert")
+        stored = await asyncio.to_thread(search, "event.kind:alert", f"store:{db}")
         assert len(stored) == 4
         assert am.requests == []
         await am.start()

@@ -3,15 +3,13 @@ index templates installed at collector start, and `kloghub search` against it.""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import urllib.request
 
 import orjson
 import pytest
 
-from tests._procs import Daemon, free_port
+from tests._procs import search, start_run_pipeline
 from tests._world import World
 
 pytestmark = pytest.mark.integration
@@ -21,7 +19,6 @@ def test_run_level_lines_and_audit_events_land_in_opensearch_data_streams(
     world: World, opensearch_url: str, tmp_path
 ):
     """If this failed, level run would not deliver searchable ECS documents to the SIEM."""
-    port = free_port()
     ns = f"run{time.monotonic_ns() % 10**9}"
     log = world.container_dir(ns=ns, pod="api-1") / "0.log"
     with log.open("w") as f:
@@ -50,78 +47,18 @@ def test_run_level_lines_and_audit_events_land_in_opensearch_data_streams(
         + "\n"
     )
     host = opensearch_url.split("://", 1)[1]
-    collector = Daemon(
-        "collector",
-        config={
-            "level": "run",
-            "collector": {
-                "listen": f"127.0.0.1:{port}",
-                "state_dir": str(world.state / "c"),
-                "metrics_addr": "127.0.0.1:0",
-                # Its own data streams: other tests share this OpenSearch.
-                "normalizer": {"namespace": ns},
-                "listener": {
-                    "shared_key": "run-key",
-                    "users": [{"username": "cp-1", "password": "pw", "roles": ["control-plane"]}],
-                },
-                "sinks": [{"url": f"opensearch+http://{host}", "flush_interval": "200ms"}],
-            },
-        },
-        workdir=world.root,
-    ).start()
-    agent = Daemon(
-        "agent",
-        config={
-            "level": "run",
-            "agent": {
-                "state_dir": str(world.state / "a"),
-                "metrics_addr": "127.0.0.1:0",
-                "enrichment": {"kubernetes_api": False},
-                "sources": {
-                    "containers": {"paths": [str(world.pods / "*/*/*.log")]},
-                    "node": {"enabled": False},
-                    "audit": {"path": str(audit)},
-                    "poll_interval": "50ms",
-                },
-                "node_name": "cp-1",
-                "outputs": [
-                    {
-                        "url": f"forward://127.0.0.1:{port}",
-                        "flush_interval": "100ms",
-                        "shared_key": "run-key",
-                        "username": "cp-1",
-                        "password": "pw",
-                    }
-                ],
-            },
-        },
-        workdir=world.root,
-    ).start()
+    collector, agent = start_run_pipeline(
+        world.root,
+        audit=audit,
+        containers=str(world.pods / "*/*/*.log"),
+        sinks=[{"url": f"opensearch+http://{host}", "flush_interval": "200ms"}],
+        # Its own data streams: other tests share this OpenSearch.
+        collector={"normalizer": {"namespace": ns}},
+    )
     try:
 
         def count(query: str) -> int:
-            result = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "kloghub",
-                    "search",
-                    query,
-                    "--store",
-                    f"opensearch+http://{host}",
-                    "--since",
-                    "1000d",
-                    "--limit",
-                    "1000",
-                    "--format",
-                    "ndjson",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
-            return len(result.stdout.splitlines())
+            return len(search(query, f"opensearch+http://{host}"))
 
         deadline = time.monotonic() + 90
         while (

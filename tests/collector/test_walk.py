@@ -98,6 +98,10 @@ def test_lines_reach_the_collector_sink_with_fields_and_nanosecond_time(world: W
     agent = Daemon("agent", config=agent_config(world, port), workdir=world.root).start()
     try:
         seen = wait_numbers(out, 500)
+        # The agent's records are of the layout the collector's compiled path covers.
+        kernel = "kloghub_collector_kernel_records_total"
+        assert metric(collector.metrics_port(), f'{kernel}{{path="compiled"}}') == 500
+        assert metric(collector.metrics_port(), f'{kernel}{{path="python"}}') == 0
     finally:
         assert agent.stop() == 0
         assert collector.stop() == 0

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from kloghub import demo
+from tests._procs import run_kloghub
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,11 +61,10 @@ def test_rules_test_on_the_demo_store_finds_the_attack_story(demo_run):
     """If this failed, `kloghub rules test` would not find on stored events what the
     default pack raises on them live (the backtest a user tunes with)."""
     store = demo_run[0] / "store.db"
-    result = subprocess.run(
-        [sys.executable, "-m", "kloghub", "rules", "test", "--since", "2h",
-         "--store", f"store:{store}", "--format", "json"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    result = run_kloghub(
+        *("rules", "test", "--since", "2h", "--store", f"store:{store}", "--format", "json"),
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     fired = {r["title"]: r for r in report["rules"]}

@@ -14,8 +14,6 @@ documents themselves.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from typing import Any
 
@@ -23,6 +21,7 @@ import pytest
 
 from kloghub import config, detect, normalize
 from kloghub import search as search_times
+from tests._procs import run_kloghub
 from tests.detect import _events as ev
 from tests.detect.test_pack import CASES
 from tests.normalize import _fixtures as fx
@@ -99,11 +98,11 @@ async def _indexed(cluster: _Cluster) -> tuple[str, dict[str, dict[str, Any]]]:
 
 def _backtest(target: str, url: str, stream: str) -> dict[str, Any]:
     """``kloghub rules test --<target> URL`` over ``stream``, as JSON."""
-    result = subprocess.run(
-        [sys.executable, "-m", "kloghub", "rules", "test", f"--{target}", url,
-         "--index", stream, "--since", "2000-01-01T00:00:00Z", "--format", "json"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    result = run_kloghub(
+        *("rules", "test", f"--{target}", url, "--index", stream),
+        *("--since", "2000-01-01T00:00:00Z", "--format", "json"),
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     report: dict[str, Any] = json.loads(result.stdout)
     return report

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,38 +54,32 @@ def drive(kube: Any, ns: str) -> dict[str, str]:
     )
     rbac.create_namespaced_role_binding(
         ns,
-        {
-            "metadata": {"name": "secret-reader"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "secret-reader",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}],
-        },
+        _objects.binding(
+            "secret-reader", "Role", "secret-reader", [_objects.account_subject("reader", ns)]
+        ),
     )
     reader = kube.service_account_token(ns, "reader")
     kube.request("GET", f"/api/v1/namespaces/{ns}/secrets/db-password", token=reader)  # allowed
     kube.request("GET", f"/api/v1/secrets?fieldSelector=metadata.namespace%3D{ns}", token=reader)
     kube.request("POST", exec_path, token=reader)  # refused by RBAC
 
-    rbac.create_cluster_role_binding(
-        {
-            "metadata": {"name": f"{ns}-intruder-admin"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "cluster-admin",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": "intruder", "namespace": ns}],
-        }
-    )
+    rbac.create_cluster_role_binding(intruder_admin(ns))
     kube.request("GET", f"/api/v1/namespaces/{ns}/pods", anonymous=True)
     core.delete_namespaced_pod("web", ns, grace_period_seconds=0)
     return {
         "reader": f"system:serviceaccount:{ns}:reader",
         "intruder": f"system:serviceaccount:{ns}:intruder",
     }
+
+
+def intruder_admin(ns: str) -> dict[str, Any]:
+    """The ClusterRoleBinding of ``cluster-admin`` to the ServiceAccount ``intruder`` of ``ns``."""
+    return _objects.binding(
+        f"{ns}-intruder-admin",
+        "ClusterRole",
+        "cluster-admin",
+        [_objects.account_subject("intruder", ns)],
+    )
 
 
 def caused_by(events: list[dict[str, Any]], ns: str) -> list[dict[str, Any]]:
@@ -103,7 +98,9 @@ def sanitize(event: dict[str, Any], ns: str) -> dict[str, Any]:
     return dict(json.loads(text))
 
 
-def _main() -> int:
+def record(drive: Callable[[Any, str], object], fixture: Path) -> int:
+    """What ``python -m`` of a fixture's driver does: start a control plane, ``drive`` it in a
+    namespace of its own, and write the audit lines that caused, sanitized, to ``fixture``."""
     import tempfile
     import uuid
 
@@ -121,11 +118,11 @@ def _main() -> int:
             events = caused_by(plane.audit_events(), ns)
         finally:
             plane.stop()
-    FIXTURE.parent.mkdir(parents=True, exist_ok=True)
-    FIXTURE.write_text("".join(json.dumps(sanitize(e, ns)) + "\n" for e in events))
-    print(f"{len(events)} events written to {FIXTURE}")
+    fixture.parent.mkdir(parents=True, exist_ok=True)
+    fixture.write_text("".join(json.dumps(sanitize(e, ns)) + "\n" for e in events))
+    print(f"{len(events)} events written to {fixture}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(_main())
+    sys.exit(record(drive, FIXTURE))

@@ -45,6 +45,21 @@ def pod(
     }
 
 
+def account_subject(name: str, namespace: str) -> dict[str, Any]:
+    """A binding's subject: the ServiceAccount ``name`` of ``namespace``."""
+    return {"kind": "ServiceAccount", "name": name, "namespace": namespace}
+
+
+def binding(name: str, kind: str, role: str, subjects: list[dict[str, Any]]) -> dict[str, Any]:
+    """A RoleBinding or ClusterRoleBinding ``name`` of the ``kind`` (``Role`` or
+    ``ClusterRole``) ``role`` to ``subjects``."""
+    return {
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+        "subjects": subjects,
+    }
+
+
 def _template(labels: dict[str, str], restart: str = "Always") -> dict[str, Any]:
     return {
         "metadata": {"labels": labels},

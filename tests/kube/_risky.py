@@ -29,9 +29,7 @@ drives this activity and writes the audit lines it caused, sanitized, to
 from __future__ import annotations
 
 import copy
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from tests.kube import _activity, _objects
@@ -96,14 +94,6 @@ def _cluster_role(name: str) -> dict[str, Any]:
             },
             {"nonResourceURLs": ["/metrics"], "verbs": ["get"]},
         ],
-    }
-
-
-def _binding(name: str, kind: str, role: str, subjects: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
-        "subjects": subjects,
     }
 
 
@@ -214,13 +204,13 @@ def drive(kube: Any, ns: str) -> dict[str, str]:
     escalate = f"{ns}-escalate"
     rbac.create_cluster_role(_cluster_role(escalate))
     rbac.patch_cluster_role(escalate, {"rules": WILDCARD})
-    intruder = {"kind": "ServiceAccount", "name": "intruder", "namespace": ns}
+    intruder = _objects.account_subject("intruder", ns)
     rbac.create_namespaced_role_binding(
-        ns, _binding("intruder-admin", "ClusterRole", "cluster-admin", [intruder])
+        ns, _objects.binding("intruder-admin", "ClusterRole", "cluster-admin", [intruder])
     )
     group = f"{ns}-admins"
     rbac.create_cluster_role_binding(
-        _binding(
+        _objects.binding(
             f"{ns}-admins",
             "ClusterRole",
             "cluster-admin",
@@ -232,7 +222,9 @@ def drive(kube: Any, ns: str) -> dict[str, str]:
         "kind": "User",
         "name": "system:anonymous",
     }
-    rbac.create_namespaced_role_binding(ns, _binding("anonymous", "Role", "wildcard", [anonymous]))
+    rbac.create_namespaced_role_binding(
+        ns, _objects.binding("anonymous", "Role", "wildcard", [anonymous])
+    )
 
     token = _bound_token(kube, ns, "intruder", caps)
     kube.request("GET", f"/api/v1/namespaces/{ns}/pods", token=token)  # allowed: cluster-admin
@@ -243,29 +235,5 @@ def drive(kube: Any, ns: str) -> dict[str, str]:
     return {"intruder": f"system:serviceaccount:{ns}:intruder", "group": group}
 
 
-def _main() -> int:
-    import tempfile
-    import uuid
-
-    from tests import _kube
-
-    bindir, why = _kube.find_binaries()
-    if bindir is None:
-        print(why, file=sys.stderr)
-        return 1
-    ns = f"act-{uuid.uuid4().hex[:6]}"
-    with tempfile.TemporaryDirectory(prefix="kloghub-kube-") as tmp:
-        plane = _kube.ControlPlane(bindir, Path(tmp)).start()
-        try:
-            drive(plane, ns)
-            events = _activity.caused_by(plane.audit_events(), ns)
-        finally:
-            plane.stop()
-    lines = [json.dumps(_activity.sanitize(e, ns)) + "\n" for e in events]
-    FIXTURE.write_text("".join(lines))
-    print(f"{len(events)} events written to {FIXTURE}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(_main())
+    sys.exit(_activity.record(drive, FIXTURE))

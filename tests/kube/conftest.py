@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.kube import _objects
+
 AGENT_NAMESPACE = "kloghub"
 AGENT_SA = "kloghub-agent"
 AGENT_USER = f"system:serviceaccount:{AGENT_NAMESPACE}:{AGENT_SA}"
@@ -20,15 +22,12 @@ def bind_agent_role(kube, name: str) -> None:
     from kubernetes import client
 
     client.RbacAuthorizationV1Api(kube.admin()).create_cluster_role_binding(
-        {
-            "metadata": {"name": f"{AGENT_ROLE}-{name}"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": AGENT_ROLE,
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": AGENT_NAMESPACE}],
-        }
+        _objects.binding(
+            f"{AGENT_ROLE}-{name}",
+            "ClusterRole",
+            AGENT_ROLE,
+            [_objects.account_subject(name, AGENT_NAMESPACE)],
+        )
     )
 
 

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from kloghub import config, normalize
-from tests._procs import Daemon, free_port
+from tests._procs import start_run_pipeline
 from tests.kube import _activity
 from tests.normalize import _fixtures as fx
 
@@ -118,54 +118,14 @@ def test_the_agent_at_level_run_ships_the_real_audit_log_as_elastics_ecs_documen
     rules) expect."""
     _, events, users = activity
     wanted = {(e["auditID"], e["stage"]) for e in events}
-    port, out = free_port(), tmp_path / "sink.ndjson"
-    collector = Daemon(
-        "collector",
-        config={
-            "level": "run",
-            "collector": {
-                "listen": f"127.0.0.1:{port}",
-                "state_dir": str(tmp_path / "c"),
-                "metrics_addr": "127.0.0.1:0",
-                # Audit events are accepted only from an identity with the control-plane role.
-                "listener": {
-                    "shared_key": "audit-key",
-                    "users": [{"username": "cp-1", "password": "pw", "roles": ["control-plane"]}],
-                },
-                "sinks": [{"url": f"file:{out}"}],
-                "detections": {"enabled": False},
-            },
-        },
-        workdir=tmp_path,
-    ).start()
-    agent = Daemon(
-        "agent",
-        config={
-            "level": "run",
-            "agent": {
-                "state_dir": str(tmp_path / "a"),
-                "metrics_addr": "127.0.0.1:0",
-                "enrichment": {"kubernetes_api": False},
-                "sources": {
-                    "containers": {"paths": [str(tmp_path / "no-pods" / "*.log")]},
-                    "node": {"enabled": False},
-                    "audit": {"path": str(kube.audit_log)},
-                    "poll_interval": "50ms",
-                },
-                "node_name": "cp-1",
-                "outputs": [
-                    {
-                        "url": f"forward://127.0.0.1:{port}",
-                        "flush_interval": "100ms",
-                        "shared_key": "audit-key",
-                        "username": "cp-1",
-                        "password": "pw",
-                    }
-                ],
-            },
-        },
-        workdir=tmp_path,
-    ).start()
+    out = tmp_path / "sink.ndjson"
+    # Audit events are accepted only from an identity with the control-plane role.
+    collector, agent = start_run_pipeline(
+        tmp_path,
+        audit=kube.audit_log,
+        sinks=[{"url": f"file:{out}"}],
+        collector={"detections": {"enabled": False}},
+    )
     try:
         deadline = time.monotonic() + 90
         while True:

@@ -6,8 +6,6 @@ in the collector's config apply to both."""
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
 import time
 import urllib.parse
 import uuid
@@ -18,7 +16,8 @@ import orjson
 import pytest
 
 from tests import _notify
-from tests._procs import Daemon, free_port
+from tests._procs import Daemon, search, start_run_pipeline
+from tests.kube import _activity
 
 pytestmark = pytest.mark.integration
 
@@ -45,82 +44,31 @@ def _privileged_pod(name: str) -> dict[str, Any]:
 
 
 def _alerts(store: str, ns: str) -> list[dict[str, Any]]:
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "kloghub", "search", "event.kind:alert", "--store", store),
-            *("--since", "1h", "--limit", "1000", "--format", "ndjson"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    docs = [orjson.loads(line) for line in result.stdout.splitlines()]
+    docs = search("event.kind:alert", store, since="1h")
     # The audit log is the session's: keep the alerts about this test's objects.
     return [d for d in docs if ns in orjson.dumps(d.get("kubernetes")).decode()]
 
 
 def _start(kube: Any, tmp_path: Path, ns: str, store: str, hook: str) -> tuple[Daemon, Daemon]:
-    port = free_port()
-    collector = Daemon(
-        "collector",
-        config={
-            "level": "run",
-            "collector": {
-                "listen": f"127.0.0.1:{port}",
-                "state_dir": str(tmp_path / "c"),
-                "metrics_addr": "127.0.0.1:0",
-                "normalizer": {"namespace": ns.replace("-", "")},
-                "listener": {
-                    "shared_key": "k",
-                    "users": [{"username": "cp-1", "password": "pw", "roles": ["control-plane"]}],
+    return start_run_pipeline(
+        tmp_path,
+        audit=kube.audit_log,
+        audit_source={"read_from": "tail"},
+        sinks=[{"url": store, "flush_interval": "200ms"}],
+        collector={
+            "normalizer": {"namespace": ns.replace("-", "")},
+            "detections": {
+                "enabled": True,
+                "rules": {
+                    EXEC: {"mode": "dry-run"},
+                    PRIVILEGED: {"exceptions": [{"objectRef.namespace": f"{ns}-ci"}]},
                 },
-                "sinks": [{"url": store, "flush_interval": "200ms"}],
-                "detections": {
-                    "enabled": True,
-                    "rules": {
-                        EXEC: {"mode": "dry-run"},
-                        PRIVILEGED: {"exceptions": [{"objectRef.namespace": f"{ns}-ci"}]},
-                    },
-                    "notify": [
-                        {"type": "webhook", "url": hook, "group_wait": "200ms"},
-                    ],
-                },
-            },
-        },
-        workdir=tmp_path,
-    ).start()
-    agent = Daemon(
-        "agent",
-        config={
-            "level": "run",
-            "agent": {
-                "state_dir": str(tmp_path / "a"),
-                "metrics_addr": "127.0.0.1:0",
-                "enrichment": {"kubernetes_api": False},
-                "sources": {
-                    "containers": {"paths": [str(tmp_path / "no-pods" / "*.log")]},
-                    "node": {"enabled": False},
-                    "audit": {"path": str(kube.audit_log), "read_from": "tail"},
-                    "poll_interval": "50ms",
-                },
-                "node_name": "cp-1",
-                "outputs": [
-                    {
-                        "url": f"forward://127.0.0.1:{port}",
-                        "flush_interval": "100ms",
-                        "shared_key": "k",
-                        "username": "cp-1",
-                        "password": "pw",
-                    }
+                "notify": [
+                    {"type": "webhook", "url": hook, "group_wait": "200ms"},
                 ],
             },
         },
-        workdir=tmp_path,
-    ).start()
-    collector.wait_log("started", timeout=60)
-    agent.wait_log("started", timeout=60)
-    return collector, agent
+    )
 
 
 def test_activity_on_the_apiserver_raises_alerts_in_opensearch_and_at_a_webhook(
@@ -171,17 +119,7 @@ def _activity_raises_alerts(
         )
         kube.request("POST", exec_path)  # no kubelet: refused after authorization, recorded
         core.create_namespaced_service_account(ns, {"metadata": {"name": "intruder"}})
-        rbac.create_cluster_role_binding(
-            {
-                "metadata": {"name": f"{ns}-intruder-admin"},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": "cluster-admin",
-                },
-                "subjects": [{"kind": "ServiceAccount", "name": "intruder", "namespace": ns}],
-            }
-        )
+        rbac.create_cluster_role_binding(_activity.intruder_admin(ns))
         deadline = time.monotonic() + ALERT_BOUND_S
         while True:
             alerts = _alerts(store, ns)

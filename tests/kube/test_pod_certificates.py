@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from kloghub import config, core, normalize, transport
 from kloghub.collector import _signer
 from tests._kube import Certificates
+from tests.kube import _objects
 
 pytestmark = pytest.mark.integration
 
@@ -69,33 +70,16 @@ class World:
             made = core_api.create_node({"metadata": {"name": node}})
             self.node_uid[node] = made.metadata.uid
         rbac = client.RbacAuthorizationV1Api(kube.admin())
-        subject = [{"kind": "ServiceAccount", "name": "collector", "namespace": self.ns}]
+        subject = [_objects.account_subject("collector", self.ns)]
         rbac.create_namespaced_role(
             self.ns, {"metadata": {"name": "signer"}, "rules": SIGNER_RULES}
         )
         rbac.create_namespaced_role_binding(
-            self.ns,
-            {
-                "metadata": {"name": "signer"},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "Role",
-                    "name": "signer",
-                },
-                "subjects": subject,
-            },
+            self.ns, _objects.binding("signer", "Role", "signer", subject)
         )
         rbac.create_cluster_role({"metadata": {"name": f"sign-{tag}"}, "rules": [SIGN_RULE]})
         rbac.create_cluster_role_binding(
-            {
-                "metadata": {"name": f"sign-{tag}"},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": f"sign-{tag}",
-                },
-                "subjects": subject,
-            }
+            _objects.binding(f"sign-{tag}", "ClusterRole", f"sign-{tag}", subject)
         )
         token = kube.service_account_token(self.ns, "collector")
         self.collector_kubeconfig = kube.token_kubeconfig(tmp / "collector.kubeconfig", token)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from kloghub import store
+from tests._procs import run_kloghub
 from tests.search import _docs
 
 WINDOW = ("--since", _docs.SINCE, "--until", _docs.UNTIL)
@@ -28,14 +29,7 @@ def _env() -> dict[str, str]:
 
 
 def kloghub(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kloghub", "search", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=_env(),
-    )
+    return run_kloghub("search", *args, env=_env())
 
 
 ERRORS = {"c-api-0002", "c-pay-0001", "c-pay-0002", "c-web-0003", "c-wrk-0002"}

@@ -12,7 +12,7 @@ import pytest
 
 from kloghub import config, sources, tail
 from kloghub.tail import _inotify
-from tests._world import Collector, World, assert_exactly_once
+from tests._world import Collector, World, assert_exactly_once, running
 
 
 def _source(world: World, sink: Collector, **kw: object) -> sources.LogSource:
@@ -49,8 +49,7 @@ async def test_a_write_wakes_only_its_own_directory_not_every_quiet_file(
     world.append(busy, [0])
     sink = Collector()
     source = _source(world, sink, progress_check_interval=3600.0)
-    await source.start()
-    try:
+    async with running(source):
         await sink.wait_for(6)
         if not source.tailer._watcher.complete:
             pytest.fail("inotify does not cover the test folders; this test needs it")
@@ -60,8 +59,6 @@ async def test_a_write_wakes_only_its_own_directory_not_every_quiet_file(
             world.append(busy, [n])
             await sink.wait_for(6 + n)
         await asyncio.sleep(0.2)
-    finally:
-        await source.stop(5)
     assert_exactly_once(sink.numbers(), [*range(21), *range(1000, 1005)])
     assert counted_reads["busy"] - before["busy"] >= 20
     for i in range(5):
@@ -77,14 +74,11 @@ async def test_progress_check_finds_growth_that_inotify_did_not_report(
     world.append(log, range(10))
     sink = Collector()
     source = _source(world, sink, progress_check_interval=0.2)
-    await source.start()
-    try:
+    async with running(source):
         await sink.wait_for(10)
         monkeypatch.setattr(_inotify.Watcher, "_note", lambda self, data: None)  # events lost
         world.append(log, range(10, 30))
         await sink.wait_for(30)
-    finally:
-        await source.stop(5)
     assert_exactly_once(sink.numbers(), range(30))
 
 
@@ -94,14 +88,11 @@ async def test_new_pod_folder_is_found_at_once_without_waiting_for_the_rescan(wo
     world.append(first, [0])
     sink = Collector()
     source = _source(world, sink, progress_check_interval=3600.0)
-    await source.start()
-    try:
+    async with running(source):
         await sink.wait_for(1)
         second = world.container_dir(pod="web-2") / "0.log"
         world.append(second, [1])
         await sink.wait_for(2)
-    finally:
-        await source.stop(5)
     assert_exactly_once(sink.numbers(), range(2))
 
 

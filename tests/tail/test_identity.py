@@ -21,6 +21,7 @@ from tests._world import (
     assert_exactly_once,
     make_source,
     run_until,
+    running,
 )
 
 
@@ -57,16 +58,13 @@ async def test_copytruncate_gives_the_file_a_new_identity_so_ids_never_repeat(wo
     world.append(log, range(200))
     sink = Collector()
     source = make_source(world, sink)
-    await source.start()
-    try:
+    async with running(source):
         await sink.wait_for(200)
         shutil.copyfile(log, f"{log}.1")
         os.truncate(log, 0)
         world.append(log, range(200, 260))
         await sink.wait_for(260)
         await asyncio.sleep(0.2)
-    finally:
-        await source.stop(5)
     assert_exactly_once(sink.numbers(), range(260))
     assert_ids_name_one_line(sink)
     assert len({fid for fid, _ in ids(sink)}) == 2
@@ -80,8 +78,7 @@ async def test_copytruncate_found_late_reads_the_copy_and_the_new_content(world:
     world.append(log, range(200))
     sink = Collector()
     source = make_source(world, sink)
-    await source.start()
-    try:
+    async with running(source):
         await sink.wait_for(200)
         sink.open.clear()  # the output stalls: the agent holds one read, reads no further
         world.append(log, range(200, 300))
@@ -93,8 +90,6 @@ async def test_copytruncate_found_late_reads_the_copy_and_the_new_content(world:
         sink.open.set()
         await sink.wait_for(1000)
         await asyncio.sleep(0.2)
-    finally:
-        await source.stop(5)
     assert_exactly_once(sink.numbers(), range(1000))
     assert_ids_name_one_line(sink)
     assert source.tailer.stats["truncations"] == 1
@@ -108,10 +103,7 @@ async def test_copytruncate_while_the_agent_was_down_reads_the_copy_from_the_che
     log = world.container_dir() / "0.log"
     world.append(log, range(200))
     sink = Collector()
-    source = make_source(world, sink)
-    await source.start()
-    await sink.wait_for(200)
-    await source.stop(5)
+    await run_until(make_source(world, sink), sink, 200)
     world.append(log, range(200, 300))
     shutil.copyfile(log, f"{log}.1")
     os.truncate(log, 0)
@@ -142,16 +134,13 @@ async def test_fingerprint_of_a_file_opened_empty_grows_before_its_lines_are_han
 
     sink = Checking()
     source = make_source(world, sink)
-    await source.start()
-    try:
+    async with running(source):
         for _ in range(100):
             if source.tailer.files:
                 break
             await asyncio.sleep(0.02)
         world.append(log, range(30))
         await sink.wait_for(30)
-    finally:
-        await source.stop(5)
     head = log.read_bytes()[:1024]
     assert seen and all(fp and head.startswith(fp) for fp in seen)
     st = os.stat(log)

@@ -12,6 +12,7 @@ from tests._world import (
     assert_exactly_once,
     make_source,
     run_until,
+    running,
     settings,
 )
 
@@ -22,16 +23,13 @@ async def test_kubelet_rename_rotation_reads_old_file_to_its_end_then_the_new_on
     world.append(log, range(500))
     sink = Collector()
     source = make_source(world, sink)
-    await source.start()
-    try:
+    async with running(source):
         await sink.wait_for(500)
         world.append(log, range(500, 700))  # written, maybe not yet read, when rotated
         world.rotate(log, "20261127-062043")
         world.append(log, range(700, 900))
         await sink.wait_for(900)
         await asyncio.sleep(0.3)
-    finally:
-        await source.stop(5)
     assert_exactly_once(sink.numbers(), range(900))
     assert source.tailer.stats["rotations"] >= 1
 
@@ -41,10 +39,7 @@ async def test_rotated_file_gzipped_while_agent_was_down_continues_inside_the_gz
     log = world.container_dir() / "0.log"
     world.append(log, range(300))
     sink = Collector()
-    source = make_source(world, sink)
-    await source.start()
-    await sink.wait_for(300)
-    await source.stop(5)
+    source = await run_until(make_source(world, sink), sink, 300)
 
     world.append(log, range(300, 450))  # never read by the first agent
     world.rotate(log, "20261127-070000", gzip_it=True)
@@ -60,14 +55,11 @@ async def test_rotated_file_renamed_while_agent_was_down_is_finished_after_resta
     log = world.container_dir() / "0.log"
     world.append(log, range(100))
     sink = Collector()
-    source = make_source(world, sink)
-    await source.start()
-    await sink.wait_for(100)
-    await source.stop(5)
+    await run_until(make_source(world, sink), sink, 100)
     world.append(log, range(100, 150))
     world.rotate(log, "20261127-080000")
     world.append(log, range(150, 160))
-    source = await run_until(make_source(world, sink), sink, 160)
+    await run_until(make_source(world, sink), sink, 160)
     assert_exactly_once(sink.numbers(), range(160))
 
 
@@ -77,16 +69,13 @@ async def test_copytruncate_is_detected_and_the_file_is_read_again_from_the_star
     world.append(log, range(200))
     sink = Collector()
     source = make_source(world, sink)
-    await source.start()
-    try:
+    async with running(source):
         await sink.wait_for(200)
         os.truncate(log, 0)
         await asyncio.sleep(0.2)
         world.append(log, range(200, 230))
         await sink.wait_for(230)
         await asyncio.sleep(0.2)
-    finally:
-        await source.stop(5)
     assert_exactly_once(sink.numbers(), range(230))
     assert source.tailer.stats["truncations"] == 1
 
@@ -97,8 +86,7 @@ async def test_file_deleted_while_open_is_read_to_its_end_then_closed(world: Wor
     world.append(log, range(50))
     sink = Collector()
     source = make_source(world, sink)
-    await source.start()
-    try:
+    async with running(source):
         await sink.wait_for(50)
         sink.open.clear()  # back-pressure: the agent stops reading
         world.append(log, range(50, 3000))
@@ -117,8 +105,6 @@ async def test_file_deleted_while_open_is_read_to_its_end_then_closed(world: Wor
             if os.path.exists(f"/proc/self/fd/{fd}")
         ]
         assert not any(str(log) in target for target in fds)
-    finally:
-        await source.stop(5)
     assert_exactly_once(sink.numbers(), range(3000))
 
 
@@ -133,13 +119,10 @@ async def test_container_restart_files_and_removed_pod_folder_are_all_read(world
     world.append(gone / "0.log", range(200, 300))
     sink = Collector()
     source = make_source(world, sink)
-    await source.start()
-    try:
+    async with running(source):
         await sink.wait_for(300)
         shutil.rmtree(gone.parent)
         await asyncio.sleep(0.5)
-    finally:
-        await source.stop(5)
     assert_exactly_once(sink.numbers(), range(300))
     pods = {e.record["kubernetes"]["pod_name"] for e in sink.events}
     assert pods == {"web-1", "job-x"}
@@ -164,12 +147,7 @@ async def test_inode_reuse_with_a_different_fingerprint_is_read_as_a_new_file(wo
     )
     store.close()
     sink = Collector()
-    source = make_source(world, sink)
-    await source.start()
-    try:
-        await sink.wait_for(10)
-    finally:
-        await source.stop(5)
+    await run_until(make_source(world, sink), sink, 10)
     assert_exactly_once(sink.numbers(), range(10))
 
 
@@ -210,12 +188,7 @@ async def test_file_shorter_than_the_fingerprint_is_read(world: World):
     world.append(log, [7])
     assert log.stat().st_size < 1024
     sink = Collector()
-    source = make_source(world, sink)
-    await source.start()
-    try:
-        await sink.wait_for(1)
-    finally:
-        await source.stop(5)
+    await run_until(make_source(world, sink), sink, 1)
     assert_exactly_once(sink.numbers(), [7])
 
 
@@ -224,12 +197,9 @@ async def test_checkpoint_resumes_exactly_after_a_clean_restart(world: World):
     log = world.container_dir() / "0.log"
     world.append(log, range(100))
     sink = Collector()
-    source = make_source(world, sink)
-    await source.start()
-    await sink.wait_for(100)
-    await source.stop(5)
+    await run_until(make_source(world, sink), sink, 100)
     world.append(log, range(100, 120))
-    source = await run_until(make_source(world, sink), sink, 120)
+    await run_until(make_source(world, sink), sink, 120)
     assert_exactly_once(sink.numbers(), range(120))
 
 
@@ -248,12 +218,7 @@ async def test_unacknowledged_lines_are_read_again_after_restart(world: World):
     await holder.wait_for(50)
     await source.stop(0.2)
     sink = Collector()
-    source = make_source(world, sink)
-    await source.start()
-    try:
-        await sink.wait_for(50)
-    finally:
-        await source.stop(5)
+    await run_until(make_source(world, sink), sink, 50)
     assert_exactly_once(sink.numbers(), range(50))
 
 
@@ -264,16 +229,13 @@ async def test_back_pressure_pauses_reading_and_resumes(world: World):
     sink = Collector()
     sink.open.clear()
     source = make_source(world, sink)
-    await source.start()
-    try:
+    async with running(source):
         await asyncio.sleep(0.3)
         assert len(sink.events) == 0
         read = sum(tf.pos for tf in source.tailer.files.values())
         assert read <= 1024 * 1024 + 4096  # one chunk in hand, not the whole file
         sink.open.set()
         await sink.wait_for(20000)
-    finally:
-        await source.stop(5)
     assert_exactly_once(sink.numbers(), range(20000))
     assert source.tailer.paused_seconds > 0.1
 

@@ -21,7 +21,15 @@ import pytest
 
 from kloghub import sources, tail
 from kloghub.tail import _tailer
-from tests._world import Collector, World, assert_exactly_once, make_source, run_until, settings
+from tests._world import (
+    Collector,
+    World,
+    assert_exactly_once,
+    make_source,
+    run_until,
+    running,
+    settings,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -66,8 +74,7 @@ async def test_checkpoint_write_failure_pauses_reading_and_resumes_without_loss(
     world.append(log, range(100))
     sink = Collector()
     source = make_source(world, sink)
-    await source.start()
-    try:
+    async with running(source):
         await sink.wait_for(100)
         store = source.tailer._store
         assert store is not None
@@ -86,8 +93,6 @@ async def test_checkpoint_write_failure_pauses_reading_and_resumes_without_loss(
         disk.full = False
         await sink.wait_for(300)
         assert source.tailer.problem() is None
-    finally:
-        await source.stop(5)
     assert_exactly_once(sink.numbers(), range(300))
     # The checkpoints kept while the disk was full were written when it came back.
     await run_until(make_source(world, sink), sink, 300)
@@ -105,16 +110,13 @@ async def test_state_dir_that_cannot_be_opened_is_waited_for(world: World, tmp_p
     src, parsers = settings(world)
     sink = Collector()
     source = sources.LogSource(src, parsers, state, sink)
-    await source.start()
-    try:
+    async with running(source):
         await until(lambda: source.tailer.stats["state_retries"] >= 3, "retries")
         assert "cannot open the checkpoint database" in (source.tailer.problem() or "")
         assert not sink.events
         blocker.unlink()
         await sink.wait_for(20)
         assert source.tailer.problem() is None
-    finally:
-        await source.stop(5)
     assert_exactly_once(sink.numbers(), range(20))
 
 
@@ -178,8 +180,7 @@ async def test_full_state_tmpfs_pauses_reading_and_start_up_waits_for_space(worl
         world.state = disk / "state"
         sink = Collector()
         source = make_source(world, sink)
-        await source.start()
-        try:
+        async with running(source):
             await sink.wait_for(100)
             filler = fill(disk)
             written = 100
@@ -196,22 +197,17 @@ async def test_full_state_tmpfs_pauses_reading_and_start_up_waits_for_space(worl
             assert {tf.path: tf.pos for tf in source.tailer.files.values()} == read
             filler.unlink()
             await sink.wait_for(500)
-        finally:
-            await source.stop(5)
         assert_exactly_once(sink.numbers(), range(500))
 
         # Start-up on the full disk waits; then everything is read exactly once.
         filler = fill(disk)
         world.append(log, range(500, 600))
         source = make_source(world, sink)
-        await source.start()
-        try:
+        async with running(source):
             await retries_pass(source)
             filler.unlink()
             await sink.wait_for(600)
             await asyncio.sleep(0.3)
-        finally:
-            await source.stop(5)
         assert_exactly_once(sink.numbers(), range(600))
         assert tail.CheckpointStore(world.state / "checkpoints.db").problem is None
 

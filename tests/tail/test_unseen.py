@@ -17,6 +17,7 @@ from tests._world import (
     assert_exactly_once,
     make_source,
     run_until,
+    running,
 )
 from tests.tail.test_identity import assert_ids_name_one_line, wait_read_to_end
 
@@ -54,8 +55,7 @@ async def test_more_rotations_than_reads_while_the_output_stalls_lose_nothing(wo
     world.append(log, range(100))
     sink = Collector()
     source = make_source(world, sink)
-    await source.start()
-    try:
+    async with running(source):
         await sink.wait_for(100)
         sink.open.clear()
         world.append(log, range(100, 200))
@@ -69,8 +69,6 @@ async def test_more_rotations_than_reads_while_the_output_stalls_lose_nothing(wo
         sink.open.set()
         await sink.wait_for(410)
         await asyncio.sleep(0.3)
-    finally:
-        await source.stop(5)
     assert_exactly_once(sink.numbers(), range(410))
     assert source.tailer.stats["unseen_rotated"] == 2
 
@@ -115,16 +113,13 @@ async def test_gzip_of_a_file_whose_inode_was_reused_is_not_read_again(world: Wo
     world.append(log, range(100))
     sink = Collector()
     source = make_source(world, sink)
-    await source.start()
-    try:
+    async with running(source):
         await sink.wait_for(100)
         st = os.stat(log)
         rotated = world.rotate(log, "20261127-120000")
         world.append(log, range(100, 110))
         await sink.wait_for(110)
         await asyncio.sleep(0.3)
-    finally:
-        await source.stop(5)
     with rotated.open("rb") as src, gzip.open(f"{rotated}.gz", "wb") as dst:
         shutil.copyfileobj(src, dst)
     rotated.unlink()
@@ -146,8 +141,7 @@ async def test_more_copytruncates_than_reads_while_the_output_stalls_lose_nothin
     world.append(log, range(100))
     sink = Collector()
     source = make_source(world, sink)
-    await source.start()
-    try:
+    async with running(source):
         await sink.wait_for(100)
         sink.open.clear()
         world.append(log, range(100, 200))
@@ -160,7 +154,5 @@ async def test_more_copytruncates_than_reads_while_the_output_stalls_lose_nothin
         sink.open.set()
         await sink.wait_for(500)
         await asyncio.sleep(0.3)
-    finally:
-        await source.stop(5)
     assert_exactly_once(sink.numbers(), range(500))
     assert_ids_name_one_line(sink)

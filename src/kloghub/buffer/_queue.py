@@ -40,6 +40,15 @@ from kloghub.runtime import metrics
 
 __all__ = ["DiskQueue"]
 
+_TAKE_WIRE: Callable[..., tuple[list[Any], int, int]] | None
+"""The compiled loop over encoded-event frames (native/src/wire.rs), when built."""
+try:
+    from kloghub._native import take_wire_frames
+
+    _TAKE_WIRE = take_wire_frames
+except ImportError:  # pragma: no cover - exercised where the extension is not built
+    _TAKE_WIRE = None
+
 _log = logging.getLogger("kloghub.buffer")
 
 _T = TypeVar("_T")
@@ -982,7 +991,9 @@ class DiskQueue(core.Service):
             take.fin.seal()
         return take.events
 
-    def _decode(self, seg: _segment.Segment, take: _Take, make: _Make) -> bool:
+    def _decode(  # noqa: PLR0912, PLR0915 - the pop hot path: one loop, locals only
+        self, seg: _segment.Segment, take: _Take, make: _Make
+    ) -> bool:
         """Decode frames of ``seg`` into ``take`` (``make`` builds an item of a frame's
         payload); True when the segment ended.
 
@@ -995,7 +1006,19 @@ class DiskQueue(core.Service):
         events, fin, nbytes, max_bytes = take.events, take.fin, take.nbytes, take.max_bytes
         append, room = events.append, take.max_records - len(events)
         recent = self._recent
+        # The compiled loop takes the plain frames of encoded events (no acknowledged
+        # ranges to skip); this loop then goes on at the first frame it left.
+        fast = _TAKE_WIRE if make is _segment.decode_wire and not skip else None
         while room > 0:
+            if fast is not None:
+                got, pos, nbytes = fast(
+                    buf, pos, room, nbytes, max_bytes, bool(events), fin, core.Event, core.Encoded
+                )
+                events.extend(got)
+                idx += len(got)
+                room -= len(got)
+                if room <= 0:
+                    continue
             avail = size - pos
             if not avail and recent and recent.head(seg, idx) is not None:
                 break  # the next frame is in memory: ``_from_recent`` hands it out

@@ -21,7 +21,9 @@ of range, lines with invalid UTF-8, records of other layouts (Fluent Bit, fluent
 — come back as byte ranges and go through the Python path, in the same slice and the same
 queue push (after the kernel's frames).
 
-It applies when every sink sends ``_bulk`` lines (Elasticsearch, OpenSearch, ``null:``) and
+It applies when every sink stores the same encoding of the data stream, the id and the
+document alone — ``_bulk`` lines (Elasticsearch, OpenSearch, ``null:``) or document lines
+(``file:``, ``stdout:``) — and
 the detection rules read only audit documents (container documents made here are never
 seen by the detection stage); otherwise, or without the compiled extension, or with
 ``KLOGHUB_KERNELS=python``, every request takes the Python path.
@@ -31,12 +33,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import orjson
 
-from kloghub import buffer, core, kernels, normalize, sinks, transport
+from kloghub import buffer, core, kernels, normalize, outputs, runtime, sinks, transport
 
 if TYPE_CHECKING:
     from kloghub import detect
@@ -76,10 +78,22 @@ _LEVEL_SEGMENT = b'"level":' + orjson.dumps(_LEVEL) + b","
 _ORIGINAL_SEGMENT = orjson.dumps(_JSON_LINE)[1:-1]
 
 Template = tuple[bytes, bytes, list[bytes], list[int], bytes | None]
+Encode = Callable[[core.Event], bytes]
+
+_ENCODINGS: dict[str, Encode] = {
+    sinks.BULK_CODEC: sinks.bulk_encode,
+    outputs.DOCUMENT_CODEC: outputs.encode_document,
+}
+"""The queue encodings the kernel writes: those made of the data stream, the id and the
+document alone (a HEC event's ``time`` is another rendering of the time: not one of them)."""
 
 
 def _document(
-    normalizer: normalize.Normalizer, origin: core.Origin | None, event: core.Event, line: str
+    normalizer: normalize.Normalizer,
+    origin: core.Origin | None,
+    event: core.Event,
+    line: str,
+    encode: Encode,
 ) -> tuple[str, str, bytes] | None:
     """``(index, id, _bulk bytes)`` of the probe of ``event`` with ``line`` and the marker
     time and offset, or None when its document does not take them as the template needs."""
@@ -92,7 +106,7 @@ def _document(
     doc_id = doc.record.get("id")
     if type(doc_id) is not str or not doc_id.endswith(_OFFSET_HEX):
         return None
-    return doc.tag, doc_id, sinks.bulk_encode(doc)
+    return doc.tag, doc_id, encode(doc)
 
 
 def _cut(data: bytes) -> tuple[list[bytes], list[int]] | None:
@@ -119,7 +133,11 @@ def _render_plain(pieces: list[bytes], slots: list[int]) -> bytes:
 
 
 def template(
-    normalizer: normalize.Normalizer, origin: core.Origin | None, tag: str, entry: bytes
+    normalizer: normalize.Normalizer,
+    origin: core.Origin | None,
+    tag: str,
+    entry: bytes,
+    encode: Encode = sinks.bulk_encode,
 ) -> Template | None:
     """The template of ``entry``'s shape — ``(index, id prefix, pieces, slots, target
     key)`` — or None when its document is not the same for every time, line and offset.
@@ -136,7 +154,7 @@ def template(
         return None
     if type(event.record.get("kloghub")) is not dict or type(event.record.get("log")) is not str:
         return None
-    plain = _document(normalizer, origin, event, _LINE)
+    plain = _document(normalizer, origin, event, _LINE, encode)
     if plain is None or plain[2].count(b"\xff"):
         return None
     index, doc_id, data = plain
@@ -146,7 +164,9 @@ def template(
     pieces, slots = cut
     target_key = None
     target = normalizer.json_target
-    json = _document(normalizer, origin, event, _JSON_LINE) if normalizer.parse_json else None
+    json = (
+        _document(normalizer, origin, event, _JSON_LINE, encode) if normalizer.parse_json else None
+    )
     if json is not None and len(target) == 1:
         key = b"," + orjson.dumps(target[0]) + b":"
         app = b',"error":{"message":' + orjson.dumps(_ERROR) + b"}" + key
@@ -175,13 +195,21 @@ class FastPath:
     ) -> None:
         self._normalize = normalizer
         self._queues = list(queues)
+        self._encode = (
+            _ENCODINGS.get(self._queues[0].codec, sinks.bulk_encode)
+            if queues
+            else sinks.bulk_encode
+        )
         self._parse_json = parse_json
         self._detect = detections
         cls = kernels.bulk_documents_class()
         assert cls is not None, "FastPath.applies() said no"
         self._kernel = cls(parse_json, self._template)
         self._origin: core.Origin | None = None
+        self._generation = normalizer.metadata_generation
         self._scopes: dict[core.Origin, bytes] = {}
+        self._compiled = runtime.metrics.KERNEL_RECORDS.labels(path="compiled")
+        self._python = runtime.metrics.KERNEL_RECORDS.labels(path="python")
 
     @staticmethod
     def applies(queues: Iterable[buffer.DiskQueue], detections: detect.Stage | None) -> bool:
@@ -192,11 +220,12 @@ class FastPath:
         if detections is not None and not detections.detector.audit_only:
             return False
         queues = list(queues)
-        return bool(queues) and all(q.codec == sinks.BULK_CODEC for q in queues)
+        codecs = {q.codec for q in queues}
+        return len(codecs) == 1 and codecs <= _ENCODINGS.keys()
 
     def _template(self, tag: str, entry: bytes) -> Template | None:
         """Called by the kernel, during ``encode``, for the sender being read."""
-        return template(self._normalize, self._origin, tag, entry)
+        return template(self._normalize, self._origin, tag, entry, self._encode)
 
     def _scope(self, origin: core.Origin) -> bytes:
         """What of the sender its documents depend on (``Normalizer._attest``, the ids)."""
@@ -212,6 +241,9 @@ class FastPath:
         """Stores the entries of one request (``transport.DeliverPacked``); returns the
         number of records."""
         kernel = self._kernel
+        if self._normalize.metadata_generation != self._generation:
+            self._generation = self._normalize.metadata_generation
+            kernel.clear()
         scope = self._scope(origin)
         if len(data) > _SLICE_BYTES and not kernel.whole(data):
             transport.protocol.check_entries(data)  # raises the ProtocolError
@@ -234,6 +266,9 @@ class FastPath:
                 for events in transport.protocol.packed_slices(tag, rest, len(rest)):
                     docs.extend(self._normalize(event, origin) for event in events)
             count += records + len(docs)
+            self._compiled.inc(records)
+            if docs:
+                self._python.inc(len(docs))
             alerts = self._detect(docs) if self._detect is not None and docs else None
             if alerts:
                 docs.extend(alerts)

@@ -322,25 +322,34 @@ def _leaf(field: str, value: st.SigmaType) -> Matcher:  # noqa: PLR0911  (one re
     raise UnsupportedError(f"{field}: {reason} are not supported")
 
 
-class _All:
-    """Every matcher holds (kept inspectable: :func:`required` reads it)."""
+class _Combined:
+    """The ``and`` (``answer`` False) or the ``or`` (``answer`` True) of matchers: they are
+    asked in order until one answers ``answer``, which is then the whole one's answer, else
+    its opposite is. Matchers answer True or False, never a mere truthy value. Kept
+    inspectable: :func:`required` reads it."""
 
-    __slots__ = ("matchers",)
+    __slots__ = ("answer", "matchers")
 
-    def __init__(self, matchers: list[Matcher]) -> None:
+    def __init__(self, matchers: list[Matcher], *, answer: bool) -> None:
         self.matchers = tuple(matchers)
+        self.answer = answer
 
     def __call__(self, doc: Mapping[str, Any]) -> bool:
-        for m in self.matchers:  # noqa: SIM110 - a loop: half the cost of all(genexpr)
-            if not m(doc):
-                return False
-        return True
+        answer = self.answer
+        for m in self.matchers:  # a loop: half the cost of all()/any() of a genexpr
+            if m(doc) is answer:
+                return answer
+        return not answer
+
+
+def _combined(matchers: list[Matcher], *, answer: bool) -> Matcher:
+    if len(matchers) == 1:
+        return matchers[0]
+    return _Combined(matchers, answer=answer)
 
 
 def _all(matchers: list[Matcher]) -> Matcher:
-    if len(matchers) == 1:
-        return matchers[0]
-    return _All(matchers)
+    return _combined(matchers, answer=False)
 
 
 def required(matcher: Matcher, field: str) -> frozenset[str] | None:
@@ -349,7 +358,7 @@ def required(matcher: Matcher, field: str) -> frozenset[str] | None:
     rest); None when it does not. Lets a caller skip the rules a document cannot match."""
     if isinstance(matcher, _Equals):
         return matcher.wanted if matcher.field == field and not matcher.cased else None
-    if isinstance(matcher, _All):
+    if isinstance(matcher, _Combined) and not matcher.answer:
         for m in matcher.matchers:
             found = required(m, field)
             if found is not None:
@@ -367,25 +376,7 @@ def _or(matchers: list[Matcher]) -> Matcher:
             merged[key] = m if known is None else _Equals(m.field, known.wanted | m.wanted, m.cased)
         else:
             rest.append(m)
-    matchers = [*merged.values(), *rest]
-    if len(matchers) == 1:
-        return matchers[0]
-    return _Any(matchers)
-
-
-class _Any:
-    """One of the matchers holds."""
-
-    __slots__ = ("matchers",)
-
-    def __init__(self, matchers: list[Matcher]) -> None:
-        self.matchers = tuple(matchers)
-
-    def __call__(self, doc: Mapping[str, Any]) -> bool:
-        for m in self.matchers:  # noqa: SIM110 - a loop: half the cost of any(genexpr)
-            if m(doc):
-                return True
-        return False
+    return _combined([*merged.values(), *rest], answer=True)
 
 
 def compile_condition(node: Any) -> Matcher:

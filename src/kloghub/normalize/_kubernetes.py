@@ -326,9 +326,11 @@ class Meta:
 class MetaCache:
     """Input metadata → :class:`Meta`, bounded; a hit costs one (deep, C-speed) dict comparison."""
 
-    __slots__ = ("_entries", "_last", "_options", "_pods")
+    __slots__ = ("_entries", "_last", "_options", "_pods", "generation")
 
     def __init__(self, **options: Any) -> None:
+        self.generation = 0
+        """Times the cache was emptied (what was made of its entries is to be made again)."""
         self._entries: dict[tuple[Any, ...], tuple[dict[str, Any], Any, Any, Meta]] = {}
         self._options = options
         self._last: tuple[dict[str, Any], Any, Any, Meta] | None = None
@@ -362,6 +364,7 @@ class MetaCache:
         if len(self._entries) >= _CACHE_MAX:
             self._entries.clear()
             self._pods.clear()
+            self.generation += 1
         self._pods[key[:2]] = meta
         # Copies: the caller may update its metadata map in place when the pod changes.
         entry = self._entries[key] = (

@@ -246,6 +246,13 @@ class Normalizer:
         """The path of the object that holds a JSON line's keys without an ECS field."""
         return self._target
 
+    @property
+    def metadata_generation(self) -> int:
+        """Changes when the pod metadata cache was emptied: whatever was made from its
+        entries (the compiled path's templates) must be made again, so that :meth:`pod`
+        knows every pod whose logs keep coming."""
+        return self._meta.generation
+
     def ingested(self) -> str:
         """``event.ingested`` of the documents made now."""
         return self._now()

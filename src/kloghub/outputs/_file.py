@@ -47,7 +47,7 @@ class FileOutput(core.Service):
         self._file: BinaryIO | None = None
         self._encode = _ndjson.encode_document if documents else _ndjson.encode
         """Collector sinks write the ECS document of a document event; agents the record."""
-        self.codec = "ndjson-document/1" if documents else "ndjson-record/1"
+        self.codec = _ndjson.DOCUMENT_CODEC if documents else "ndjson-record/1"
         """The name of what :meth:`encode` makes (a disk queue before this output may store
         the lines themselves: ``core.Encoded`` records are written as they are)."""
 

@@ -31,6 +31,10 @@ def encode(event: core.Event) -> bytes:
     return orjson.dumps(doc, default=_default, option=orjson.OPT_APPEND_NEWLINE)
 
 
+DOCUMENT_CODEC = "ndjson-document/1"
+"""What :func:`encode_document` makes (the collector's ``file:`` and ``stdout:`` sinks)."""
+
+
 def encode_document(event: core.Event) -> bytes:
     """One NDJSON line for a document event (``record = {"id", "doc"}``): the document
     with its id as ``_id``."""

@@ -28,6 +28,7 @@ __all__ = [
     "GZ_CONTINUATIONS",
     "INVALID_UTF8",
     "KERNEL_FALLBACKS",
+    "KERNEL_RECORDS",
     "LAG_BYTES",
     "LINES_READ",
     "NOTIFICATIONS_DROPPED",
@@ -58,6 +59,12 @@ KERNEL_FALLBACKS = Counter(
     "kloghub_kernel_fallbacks",
     "Files encoded by the Python reference kernel instead of the compiled one, by reason.",
     ["reason"],
+)
+KERNEL_RECORDS = Counter(
+    "kloghub_collector_kernel_records",
+    "Records of PackedForward requests the collector made documents of, by path: "
+    "compiled (the request kernel) or python (records it left to the normalizer).",
+    ["path"],
 )
 LINES_READ = Counter("kloghub_lines_read", "Lines read from tailed files.", ["source"])
 BYTES_READ = Counter("kloghub_bytes_read", "Bytes read from tailed files.", ["source"])
