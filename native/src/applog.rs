@@ -164,7 +164,7 @@ pub fn write_json(out: &mut Vec<u8>, value: &J) {
             }
             out.push(b']');
         }
-        J::Obj(pairs) => write_object(out, pairs.iter().map(|(k, v)| (k.as_str(), v))),
+        J::Obj(pairs) => write_rest(out, pairs),
     }
 }
 
@@ -174,7 +174,12 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-fn write_object<'a>(out: &mut Vec<u8>, pairs: impl Iterator<Item = (&'a str, &'a J)>) {
+/// `{"k":v,…}`, each value written by `value`.
+fn write_object<'a, V: 'a>(
+    out: &mut Vec<u8>,
+    pairs: impl Iterator<Item = (&'a str, V)>,
+    value: impl Fn(&mut Vec<u8>, V),
+) {
     out.push(b'{');
     for (i, (k, v)) in pairs.enumerate() {
         if i > 0 {
@@ -182,7 +187,7 @@ fn write_object<'a>(out: &mut Vec<u8>, pairs: impl Iterator<Item = (&'a str, &'a
         }
         write_str(out, k);
         out.push(b':');
-        write_json(out, v);
+        value(out, v);
     }
     out.push(b'}');
 }
@@ -360,21 +365,12 @@ pub fn parse(line: &str) -> Outcome {
 
 /// The `error` object of an `App`.
 pub fn write_error(out: &mut Vec<u8>, error: &[(&'static str, String)]) {
-    out.push(b'{');
-    for (i, (k, v)) in error.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_str(out, k);
-        out.push(b':');
-        write_str(out, v);
-    }
-    out.push(b'}');
+    write_object(out, error.iter().map(|(k, v)| (*k, v.as_str())), write_str);
 }
 
 /// The remaining keys as one object.
 pub fn write_rest(out: &mut Vec<u8>, rest: &[(String, J)]) {
-    write_object(out, rest.iter().map(|(k, v)| (k.as_str(), v)));
+    write_object(out, rest.iter().map(|(k, v)| (k.as_str(), v)), write_json);
 }
 
 #[cfg(test)]
